@@ -1,0 +1,42 @@
+"""Model registry: `create_model(name, **kwargs)` and `list_models()`, timm-style."""
+
+from typing import Callable, Dict, List
+
+import flax.linen as nn
+
+from senet_jax.models.mobilenet_v1 import MobileNetV1
+from senet_jax.models.se import SqueezeExcite
+
+_REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Adds a model factory under its function name."""
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> List[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Builds a registered model; unknown names raise a ValueError listing the known ones."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(list_models())}")
+    return _REGISTRY[name](**kwargs)
+
+
+@register_model
+def mobilenet_v1(num_classes: int = 1000, **kwargs) -> nn.Module:
+    """The plain MobileNetV1 baseline."""
+    return MobileNetV1(num_classes=num_classes, use_se=False, **kwargs)
+
+
+@register_model
+def se_mobilenet_v1(num_classes: int = 1000, **kwargs) -> nn.Module:
+    """MobileNetV1 with SE (r=16 by default) after every depthwise-separable block."""
+    return MobileNetV1(num_classes=num_classes, use_se=True, **kwargs)
+
+
+__all__ = ["create_model", "list_models", "register_model", "MobileNetV1", "SqueezeExcite"]
