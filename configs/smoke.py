@@ -12,8 +12,7 @@ from configs import stl10
 
 def get_config():
     c = stl10.get_config()
-    c.stl10_archive = "generate"          # write a synthetic STL10-layout archive into the workdir
-    c.synthetic_examples = (480, 160)     # (train, test) sizes of the generated archive
+    c.synthetic_stl10 = (480, 160)        # write an STL10-layout archive of this size into the workdir
     c.width_multiplier = 0.25
     c.stem_strides = 2
     c.dropout_rate = 0.0

@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset = "stl10"                   # any tfds image classification dataset
     c.data_dir = None                     # tfds data_dir, local or gs://
     c.stl10_archive = None                # stl10_binary.tar.gz, or the folder holding stl10_binary/
+    c.synthetic_stl10 = None              # (train, test) sizes: generate an STL10-layout archive (smoke runs)
     c.train_split = "train"
     c.eval_split = "test"
     c.image_size = 96
