@@ -229,3 +229,36 @@ def test_bad_config_values_name_the_field(stl10_prepared):
                                           process_index=0, process_count=1, local_device_count=1))
     with pytest.raises(ValueError, match="config.train_split"):
         input_pipeline.get_dataset_info(make_config(stl10_prepared, train_split="validation"))
+
+
+def test_pad_crop_and_flip_give_exact_shifted_windows(stl10_prepared):
+    """Each augmented image is a window of the zero-padded original, mirrored or not, pixel-exact."""
+    originals = np.concatenate([
+        to_uint8(plain(stl10_prepared), b["image"]).reshape(-1, 32, 32, 3)
+        for b in input_pipeline.eval_batches(plain(stl10_prepared, batch_size=60), split="train",
+                                             process_index=0, process_count=1, local_device_count=1)])
+    padded = np.pad(originals, [(0, 0), (4, 4), (4, 4), (0, 0)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (32, 32), axis=(1, 2))  # [60,9,9,3,32,32]
+    config = make_config(stl10_prepared, cutout_size=0)
+    flips = set()
+    for batch in take(config, 2):
+        for image in to_uint8(config, batch["image"]).reshape(-1, 32, 32, 3)[:6]:
+            found = []
+            for mirrored, candidate in ((False, image), (True, image[:, ::-1])):
+                hits = np.all(windows == candidate.transpose(2, 0, 1)[None, None, None], axis=(3, 4, 5))
+                if hits.any():
+                    found.append(mirrored)
+            assert found, "an augmented image is not a shifted window of any original"
+            flips.update(found)
+    assert flips == {False, True}
+
+
+def test_random_resized_crop_output(stl10_prepared):
+    config = make_config(stl10_prepared, crop="random_resized_crop", cutout_size=0)
+    batch = take(config, 1)[0]
+    assert batch["image"].shape == (2, 8, 32, 32, 3)
+    pixels = batch["image"] * (np.asarray(config.std) * 255) + np.asarray(config.mean) * 255
+    assert pixels.min() > -0.01 and pixels.max() < 255.01  # interpolation stays within the pixel range
+    plain_batch = take(plain(stl10_prepared), 1)[0]
+    np.testing.assert_array_equal(batch["label"], plain_batch["label"])
+    assert not np.allclose(batch["image"], plain_batch["image"], atol=0.05)
