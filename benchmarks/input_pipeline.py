@@ -26,7 +26,7 @@ def main():
     parser.add_argument("--stl10-archive", help="stl10_binary.tar.gz or its extracted folder")
     parser.add_argument("--num-train", type=int, default=5000, help="generated train images")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=300, help="timed batches")
+    parser.add_argument("--steps", type=int, default=1000, help="timed batches")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--crop", choices=["pad_crop", "random_resized_crop", "none"])
     parser.add_argument("--cutout-size", type=int)
