@@ -238,6 +238,11 @@ def _builder(config):
 
 def _prepared_builder(config):
     """The tfds builder for config.dataset, prepared (from the local archive when given)."""
+    if config.get("synthetic_stl10") and not config.data_dir:
+        raise ValueError(
+            "config.synthetic_stl10 is set but config.data_dir is None: generated images would be "
+            "prepared as 'stl10' in the default tfds folder and later stand in for the real STL10; "
+            "set config.data_dir to a scratch folder (e.g. WORKDIR/tfds)")
     builder = _builder(config)
     archive = config.get("stl10_archive")
     if not builder.is_prepared():

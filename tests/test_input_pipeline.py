@@ -85,6 +85,7 @@ def test_pixels_orientation_and_labels_round_trip(stl10_prepared, split):
     (8, 1, 8),    # 8 devices of 1
     (16, 2, 8),   # 2 processes x 8 devices, 22 examples each, padded
     (6, 2, 1),    # 2 processes, odd per-process batch
+    (12, 3, 2),   # 3 processes with unequal shards (15, 15, 14)
 ])
 def test_eval_sees_every_example_exactly_once(stl10_prepared, batch_size, process_count, local_devices):
     config = plain(stl10_prepared, batch_size=batch_size)
@@ -227,6 +228,8 @@ def test_bad_config_values_name_the_field(stl10_prepared):
     with pytest.raises(ValueError, match="config.crop"):
         next(input_pipeline.train_batches(make_config(stl10_prepared, crop="zoom"),
                                           process_index=0, process_count=1, local_device_count=1))
+    with pytest.raises(ValueError, match="config.data_dir"):  # never shadow the real STL10
+        input_pipeline.get_dataset_info(make_config(stl10_prepared, data_dir=None, synthetic_stl10=(60, 44)))
     with pytest.raises(ValueError, match="config.train_split"):
         input_pipeline.get_dataset_info(make_config(stl10_prepared, train_split="validation"))
 
