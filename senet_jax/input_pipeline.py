@@ -34,7 +34,7 @@ import numpy as np
 
 from senet_jax import stl10_format
 
-_CROPS = ("pad_crop", "random_resized_crop", "none")
+CROPS = ("pad_crop", "random_resized_crop", "none")
 _M32 = 0xFFFFFFFF
 
 
@@ -488,8 +488,8 @@ def num_eval_steps(config, info: DatasetInfo, process_count=None) -> int:
 
 
 def _check_crop(config):
-    if config.crop not in _CROPS:
-        raise ValueError(f"config.crop={config.crop!r} is not one of {_CROPS}")
+    if config.crop not in CROPS:
+        raise ValueError(f"config.crop={config.crop!r} is not one of {CROPS}")
 
 
 def train_batches(config, *, start_step: int = 0, process_index=None, process_count=None,
