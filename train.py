@@ -22,13 +22,30 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-proces
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _quiet_libraries() -> None:
+    """Library chatter (orbax, tfds, clu) at warnings only; our own progress at info."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    ours = logging.getLogger("senet_jax")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    _quiet_libraries()
     import jax
     import tensorflow as tf
 
+    import tensorflow_datasets as tfds
+
     tf.config.set_visible_devices([], "GPU")  # TensorFlow only feeds data; the accelerator is JAX's
+    tfds.disable_progress_bar()
     if FLAGS.coordinator_address:
         if jax.config.jax_platforms in (None, "", "cpu") or jax.config.jax_platforms.startswith("cpu"):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -20,6 +20,8 @@ from orbax.checkpoint import checkpoint_managers as policies
 SHAPE_FIELDS = ("model", "width_multiplier", "stem_strides", "se_reduction", "optimizer")
 STATE_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng")
 
+log = logging.getLogger("senet_jax")
+
 
 class IncompatibleCheckpointError(ValueError):
     """The workdir holds checkpoints of a different model or config."""
@@ -114,7 +116,7 @@ class CheckpointManager:
             try:
                 record = self._read_record(step)
             except Exception as e:
-                logging.error("checkpoint %d in %s is unreadable (%s: %s); trying the previous one",
+                log.error("checkpoint %d in %s is unreadable (%s: %s); trying the previous one",
                               step, self.directory, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
                 continue
             self.check_compatible(record, template["params"])
@@ -122,14 +124,14 @@ class CheckpointManager:
                 restored = self._manager.restore(
                     step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))["state"]
             except Exception as e:
-                logging.error("checkpoint %d in %s is damaged (%s: %s); trying the previous one",
+                log.error("checkpoint %d in %s is damaged (%s: %s); trying the previous one",
                               step, self.directory, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
                 continue
             if _digest(restored) != record.get("digest"):
-                logging.error("checkpoint %d in %s does not match its digest (its files were changed after "
+                log.error("checkpoint %d in %s does not match its digest (its files were changed after "
                               "saving); trying the previous one", step, self.directory)
                 continue
-            logging.info("restored checkpoint %d from %s", step, self.directory)
+            log.info("restored checkpoint %d from %s", step, self.directory)
             return state.replace(**restored)
         return state
 

@@ -27,6 +27,8 @@ from senet_jax.models import create_model as create_registered_model
 
 AXIS = "batch"
 
+log = logging.getLogger("senet_jax")
+
 
 class TrainingDivergedError(RuntimeError):
     """The loss or the gradients stopped being finite."""
@@ -206,7 +208,7 @@ class _Preemption:
         return self
 
     def _handle(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint and stopping")
+        log.warning("SIGTERM received: saving a checkpoint and stopping")
         self.requested = True
 
     def __exit__(self, *exc):
@@ -268,7 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     history = _load_history(workdir) if is_main else []
     history = [h for h in history if h["step"] <= start_step]
     if start_step:
-        logging.info("resuming from step %d of %d", start_step, total_steps)
+        log.info("resuming from step %d of %d", start_step, total_steps)
 
     writer = reporting.create_metric_writer(workdir, is_main_process=is_main)
     if start_step == 0:
@@ -278,7 +280,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     batches = jax_utils.prefetch_to_device(input_pipeline.train_batches(config, start_step=start_step), 2)
     progress = reporting.Progress(total_steps, start_step, log_every_steps=config.log_every_steps) if is_main else None
 
-    pending, timer_start, timed_images, timed_seconds = [], None, 0, 0.0
+    pending, timer_start, timed_images, timed_seconds, paused = [], None, 0, 0.0, 0.0
+    # Fault injection for tests: a real SIGTERM to ourselves once this step has run.
+    preempt_at = int(os.environ.get("SENET_JAX_PREEMPT_AT_STEP", "0"))
     last_eval: Optional[Dict[str, Any]] = None
     step = start_step
 
@@ -301,6 +305,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
             state, metrics = p_train(state, batch)
             step += 1
             pending.append((step, metrics))
+            if step == preempt_at:
+                os.kill(os.getpid(), signal.SIGTERM)
             if timer_start is None:  # the first step includes compilation: time from after it
                 jax.block_until_ready(metrics)
                 timer_start = time.perf_counter()
@@ -314,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                 train = flush_metrics(step)
                 now = time.perf_counter()
                 if timer_start is not None and step > start_step + 1:
-                    timed_seconds = now - timer_start
+                    timed_seconds = now - timer_start - paused
                     timed_images = (step - start_step - 1) * config.batch_size
                 ips = timed_images / timed_seconds if timed_seconds else 0.0
                 if train:
@@ -324,21 +330,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                     if progress:
                         progress.update(step, loss=train["loss"], accuracy=train["accuracy"], images_per_second=ips)
                     history.append({"step": step, **{k: scalars[k] for k in ("train_loss", "train_accuracy", "learning_rate")}})
+            pause_start = time.perf_counter()
             if is_eval:
                 last_eval = evaluate(p_eval, state, config, info)
                 writer.write_scalars(step, {"test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]})
                 history.append({"step": step, "test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]})
-                logging.info("step %d: test accuracy %.4f, test loss %.4f over %d examples", step,
+                log.info("step %d: test accuracy %.4f, test loss %.4f over %d examples", step,
                              last_eval["test_accuracy"], last_eval["test_loss"], last_eval["test_examples"])
             if is_ckpt or stop:
                 metrics_for_ckpt = {"test_accuracy": last_eval["test_accuracy"]} if is_eval else None
                 manager.save(step, jax_utils.unreplicate(state), metrics=metrics_for_ckpt)
                 if is_main:
                     _write_history(workdir, history)
+            paused += time.perf_counter() - pause_start  # evaluation and saving are not training throughput
             if stop and step < total_steps:
                 manager.wait_until_finished()
                 writer.flush()
-                logging.warning("preempted at step %d: checkpoint saved, rerun the same command to resume", step)
+                log.warning("preempted at step %d: checkpoint saved, rerun the same command to resume", step)
                 return {"preempted": True, "step": step}
 
     manager.wait_until_finished()
