@@ -54,13 +54,12 @@ def main(argv):
         jax.distributed.initialize()
     from senet_jax import config as config_lib, trainer
     from senet_jax.checkpointing import IncompatibleCheckpointError
-    from senet_jax.input_pipeline import DatasetUnavailableError
+    from senet_jax.input_pipeline import DatasetUnavailableError, Stl10ArchiveError
 
     try:
         trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (config_lib.ConfigError, IncompatibleCheckpointError, DatasetUnavailableError,
+    except (config_lib.ConfigError, IncompatibleCheckpointError, DatasetUnavailableError, Stl10ArchiveError,
             trainer.TrainingDivergedError) as e:
-        logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -4,10 +4,13 @@ Each checkpoint holds the train state (params, BatchNorm statistics, optimizer s
 RNG) and a small JSON record: the config fields that fix parameter shapes, and a digest of
 the state's bytes. The record lets a resume refuse a checkpoint from another model (naming
 the field) and detect a checkpoint whose files were damaged after it was written.
+A damaged checkpoint is moved to WORKDIR/damaged_checkpoints/ (kept for inspection, never
+deleted) so the run can fall back to the one before and later save that step afresh.
 """
 
 import hashlib
 import logging
+import time
 from typing import Any, Dict, Optional
 
 import jax
@@ -41,19 +44,30 @@ def _shapes(tree) -> Dict[str, list]:
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
 class CheckpointManager:
     """Thin layer over orbax's CheckpointManager with the project's resume rules."""
 
-    def __init__(self, workdir: str, config, *, num_classes: Optional[int] = None):
+    def __init__(self, workdir: str, config, *, num_classes: Optional[int] = None, read_only: bool = False):
+        """`read_only` opens existing checkpoints without creating, cleaning or writing anything."""
         self.directory = epath.Path(workdir).absolute() / "checkpoints"
+        self.damaged_directory = epath.Path(workdir).absolute() / "damaged_checkpoints"
         self._fields = {f: config.get(f) for f in SHAPE_FIELDS}
         self._fields["num_classes"] = num_classes
-        keep = policies.AnyPreservationPolicy([
-            policies.LatestN(n=config.keep_checkpoints),
-            policies.BestN(get_metric_fn=lambda m: m["test_accuracy"], n=1, keep_checkpoints_without_metrics=False),
-        ])
-        options = ocp.CheckpointManagerOptions(preservation_policy=keep, create=True, cleanup_tmp_directories=True,
-                                               enable_async_checkpointing=True)
+        if read_only:
+            options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False)
+        else:
+            keep = policies.AnyPreservationPolicy([
+                policies.LatestN(n=config.keep_checkpoints),
+                policies.BestN(get_metric_fn=lambda m: m["test_accuracy"], n=1,
+                               keep_checkpoints_without_metrics=False),
+            ])
+            options = ocp.CheckpointManagerOptions(preservation_policy=keep, create=True, cleanup_tmp_directories=True,
+                                                   enable_async_checkpointing=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "record"))
 
     # -- queries
@@ -109,31 +123,57 @@ class CheckpointManager:
         """The newest checkpoint that is complete and intact, else `state` unchanged.
 
         A checkpoint that cannot be read, or whose bytes no longer match its digest, is
-        reported and skipped (never deleted), so a damaged latest save falls back to the one before.
+        reported by step and moved aside (never deleted), and the one before it is tried.
         """
         template = {f: jax.device_get(getattr(state, f)) for f in STATE_FIELDS}
-        for step in reversed(self.all_steps()):
-            try:
-                record = self._read_record(step)
-            except Exception as e:
-                log.error("checkpoint %d in %s is unreadable (%s: %s); trying the previous one",
-                              step, self.directory, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-                continue
-            self.check_compatible(record, template["params"])
-            try:
-                restored = self._manager.restore(
-                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))["state"]
-            except Exception as e:
-                log.error("checkpoint %d in %s is damaged (%s: %s); trying the previous one",
-                              step, self.directory, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-                continue
-            if _digest(restored) != record.get("digest"):
-                log.error("checkpoint %d in %s does not match its digest (its files were changed after "
-                              "saving); trying the previous one", step, self.directory)
-                continue
-            log.info("restored checkpoint %d from %s", step, self.directory)
-            return state.replace(**restored)
-        return state
+        damaged = []
+
+        def report(step, reason):
+            log.error("checkpoint %d in %s is damaged: %s; falling back to the previous checkpoint",
+                      step, self.directory, reason)
+            damaged.append(step)
+
+        try:
+            for step in reversed(self.all_steps()):
+                try:
+                    record = self._read_record(step)
+                except Exception as e:
+                    report(step, f"its record is unreadable ({_first_line(e)})")
+                    continue
+                self.check_compatible(record, template["params"])
+                try:
+                    restored = self._manager.restore(
+                        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))["state"]
+                except Exception as e:
+                    report(step, f"its state is unreadable ({_first_line(e)})")
+                    continue
+                if _digest(restored) != record.get("digest"):
+                    report(step, "its state no longer matches the digest saved with it")
+                    continue
+                log.info("restored checkpoint %d from %s", step, self.directory)
+                return state.replace(**restored)
+            return state
+        finally:
+            self._set_aside(damaged)
+
+    def _set_aside(self, damaged) -> None:
+        """Moves damaged checkpoints to damaged_directory: kept, but out of the step sequence."""
+        if not damaged:
+            return
+        if jax.process_index() == 0:
+            for step in damaged:
+                target = self.damaged_directory / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+                try:
+                    self.damaged_directory.mkdir(parents=True, exist_ok=True)
+                    (self.directory / str(step)).rename(target)
+                    log.error("moved damaged checkpoint %d to %s (kept for inspection)", step, target)
+                except Exception as e:  # left in place: saving that step again then fails loudly
+                    log.error("could not move damaged checkpoint %d out of %s (%s)", step, self.directory,
+                              _first_line(e))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("checkpoints_set_aside")
+        self._manager.reload()
 
     def wait_until_finished(self) -> None:
         self._manager.wait_until_finished()

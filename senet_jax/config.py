@@ -4,6 +4,7 @@ Runs before any dataset preparation, compilation or write to the workdir.
 """
 
 import os
+import tempfile
 from typing import Optional
 
 import jax
@@ -31,7 +32,11 @@ def _check_positive(config, field: str, kind=(int, float)) -> None:
 
 
 def check_workdir(workdir: Optional[str]) -> None:
-    """The workdir (or the nearest folder that exists above it) must be writable by us."""
+    """The workdir (or the nearest folder that exists above it) must take a new file.
+
+    A real write probe, not os.access: as root, os.access says yes to read-only mounts,
+    and only a write finds a full disk or a read-only filesystem. The probe file is removed.
+    """
     if not workdir:
         raise ConfigError("--workdir is empty: pass --workdir DIR, where checkpoints and results go")
     if workdir.startswith("gs://"):
@@ -41,8 +46,13 @@ def check_workdir(workdir: Optional[str]) -> None:
         path = os.path.dirname(path)
     if not os.path.isdir(path):
         raise ConfigError(f"--workdir {workdir}: {path} is a file, not a folder; choose another --workdir")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"--workdir {workdir}: {path} is not writable; choose a writable --workdir or fix its permissions")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".senet_jax_write_probe_", dir=path)
+    except OSError as e:
+        raise ConfigError(f"--workdir {workdir}: cannot create files in {path} ({e.strerror or e}); "
+                          f"choose a writable --workdir or fix its permissions") from None
+    os.close(fd)
+    os.remove(probe)
 
 
 def validate(config, *, workdir: Optional[str] = None, device_count: Optional[int] = None) -> None:

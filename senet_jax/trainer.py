@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
@@ -147,10 +148,12 @@ def train_step(state: TrainState, batch: Dict[str, jnp.ndarray], *, label_smooth
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
         metrics = jax.lax.pmean(metrics, axis_name)
-    metrics["finite"] = jnp.logical_and(jnp.isfinite(metrics["loss"]), _all_finite(grads)).astype(jnp.float32)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              batch_stats=batch_stats, opt_state=opt_state)
+    new_params = optax.apply_updates(state.params, updates)
+    # Finite grads can still overflow the parameters (a huge learning rate): check what would be saved.
+    metrics["finite"] = jnp.all(jnp.stack([jnp.isfinite(metrics["loss"]), _all_finite(grads),
+                                           _all_finite(new_params), _all_finite(batch_stats)])).astype(jnp.float32)
+    new_state = state.replace(step=state.step + 1, params=new_params, batch_stats=batch_stats, opt_state=opt_state)
     return new_state, metrics
 
 
@@ -224,8 +227,14 @@ def _prepare_synthetic_data(config, workdir: str) -> ml_collections.ConfigDict:
     root = os.path.join(workdir, "synthetic_stl10")
     archive = os.path.join(root, "stl10_binary.tar.gz")
     if jax.process_index() == 0 and not os.path.exists(archive):
+        # Written aside, then renamed: a run killed mid-write must not leave a truncated archive behind.
         num_train, num_test = config.synthetic_stl10
-        stl10_format.write_stl10_archive(root, num_train, num_test, seed=config.seed)
+        scratch = root + ".partial"
+        shutil.rmtree(scratch, ignore_errors=True)
+        written = stl10_format.write_stl10_archive(scratch, num_train, num_test, seed=config.seed)
+        os.makedirs(root, exist_ok=True)
+        os.replace(written, archive)
+        shutil.rmtree(scratch, ignore_errors=True)
     _sync("synthetic_data")
     config.stl10_archive = archive
     config.data_dir = config.data_dir or os.path.join(workdir, "tfds")
@@ -247,8 +256,24 @@ def _load_history(workdir: str):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-    """Trains, evaluates and checkpoints; rerunning with the same workdir resumes."""
+    """Trains, evaluates and checkpoints; rerunning with the same workdir resumes.
+
+    SIGTERM is honoured from the first line: before training starts it just returns, after
+    that it saves a checkpoint at the end of the current step and returns.
+    """
+    with _Preemption() as preemption:
+        return _train_and_evaluate(config, workdir, preemption)
+
+
+def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict[str, Any]:
+    # The cheap checks come first, so a bad config, an incompatible checkpoint or a missing
+    # dataset fails in seconds and leaves the workdir exactly as it was.
     config_lib.validate(config, workdir=workdir)
+    existing = checkpointing.CheckpointManager(workdir, config, read_only=True)
+    existing.check_config()
+    existing.close()
+    if not config.get("synthetic_stl10"):
+        input_pipeline.get_dataset_info(config)  # prepares the dataset if needed, outside the workdir
     is_main = jax.process_index() == 0
     if is_main:
         os.makedirs(workdir, exist_ok=True)
@@ -285,69 +310,75 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     preempt_at = int(os.environ.get("SENET_JAX_PREEMPT_AT_STEP", "0"))
     last_eval: Optional[Dict[str, Any]] = None
     step = start_step
+    if preemption.requested and step < total_steps:
+        log.warning("SIGTERM received before training started: nothing new to save, rerun the same command to resume")
+        manager.close()
+        return {"preempted": True, "step": step}
 
     def flush_metrics(step: int) -> Dict[str, float]:
         """Brings pending step metrics to the host; stops at the first non-finite step."""
         fetched = jax.device_get([m for _, m in pending])
         for (s, _), m in zip(pending, fetched):
             if m["finite"][0] < 1:
+                manager.wait_until_finished()  # let the last good save land; the bad state is never saved
+                good = manager.latest_step()
+                kept = f"the last good checkpoint (step {good}) is kept" if good is not None else "no checkpoint was saved"
                 raise TrainingDivergedError(
-                    f"loss or gradients became NaN/Inf at step {s}; the last good checkpoint "
-                    f"(step {manager.latest_step()}) is kept: lower learning_rate or check the data")
+                    f"loss, gradients or parameters became NaN/Inf at step {s}; {kept}: lower "
+                    f"config.learning_rate (now {config.learning_rate}) or check the data")
         pending.clear()
         if not fetched:
             return {}
         return {k: float(np.mean([m[k][0] for m in fetched])) for k in ("loss", "accuracy")}
 
-    with _Preemption() as preemption:
-        while step < total_steps:
-            batch = next(batches)
-            state, metrics = p_train(state, batch)
-            step += 1
-            pending.append((step, metrics))
-            if step == preempt_at:
-                os.kill(os.getpid(), signal.SIGTERM)
-            if timer_start is None:  # the first step includes compilation: time from after it
-                jax.block_until_ready(metrics)
-                timer_start = time.perf_counter()
-            elif step % config.log_every_steps == 0 or step == total_steps:
-                jax.block_until_ready(metrics)
+    while step < total_steps:
+        batch = next(batches)
+        state, metrics = p_train(state, batch)
+        step += 1
+        pending.append((step, metrics))
+        if step == preempt_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if timer_start is None:  # the first step includes compilation: time from after it
+            jax.block_until_ready(metrics)
+            timer_start = time.perf_counter()
+        elif step % config.log_every_steps == 0 or step == total_steps:
+            jax.block_until_ready(metrics)
 
-            is_eval = step % eval_every == 0 or step == total_steps
-            is_ckpt = step % config.checkpoint_every_steps == 0 or is_eval
-            stop = preemption.requested or manager.reached_preemption(step)
-            if step % config.log_every_steps == 0 or is_eval or is_ckpt or stop:
-                train = flush_metrics(step)
-                now = time.perf_counter()
-                if timer_start is not None and step > start_step + 1:
-                    timed_seconds = now - timer_start - paused
-                    timed_images = (step - start_step - 1) * config.batch_size
-                ips = timed_images / timed_seconds if timed_seconds else 0.0
-                if train:
-                    scalars = {"train_loss": train["loss"], "train_accuracy": train["accuracy"],
-                               "learning_rate": float(schedule(step - 1)), "images_per_second": ips}
-                    writer.write_scalars(step, scalars)
-                    if progress:
-                        progress.update(step, loss=train["loss"], accuracy=train["accuracy"], images_per_second=ips)
-                    history.append({"step": step, **{k: scalars[k] for k in ("train_loss", "train_accuracy", "learning_rate")}})
-            pause_start = time.perf_counter()
-            if is_eval:
-                last_eval = evaluate(p_eval, state, config, info)
-                writer.write_scalars(step, {"test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]})
-                history.append({"step": step, "test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]})
-                log.info("step %d: test accuracy %.4f, test loss %.4f over %d examples", step,
-                             last_eval["test_accuracy"], last_eval["test_loss"], last_eval["test_examples"])
-            if is_ckpt or stop:
-                metrics_for_ckpt = {"test_accuracy": last_eval["test_accuracy"]} if is_eval else None
-                manager.save(step, jax_utils.unreplicate(state), metrics=metrics_for_ckpt)
-                if is_main:
-                    _write_history(workdir, history)
-            paused += time.perf_counter() - pause_start  # evaluation and saving are not training throughput
-            if stop and step < total_steps:
-                manager.wait_until_finished()
-                writer.flush()
-                log.warning("preempted at step %d: checkpoint saved, rerun the same command to resume", step)
-                return {"preempted": True, "step": step}
+        is_eval = step % eval_every == 0 or step == total_steps
+        is_ckpt = step % config.checkpoint_every_steps == 0 or is_eval
+        stop = preemption.requested or manager.reached_preemption(step)
+        if step % config.log_every_steps == 0 or is_eval or is_ckpt or stop:
+            train = flush_metrics(step)
+            now = time.perf_counter()
+            if timer_start is not None and step > start_step + 1:
+                timed_seconds = now - timer_start - paused
+                timed_images = (step - start_step - 1) * config.batch_size
+            ips = timed_images / timed_seconds if timed_seconds else 0.0
+            if train:
+                scalars = {"train_loss": train["loss"], "train_accuracy": train["accuracy"],
+                           "learning_rate": float(schedule(step - 1)), "images_per_second": ips}
+                writer.write_scalars(step, scalars)
+                if progress:
+                    progress.update(step, loss=train["loss"], accuracy=train["accuracy"], images_per_second=ips)
+                history.append({"step": step, **{k: scalars[k] for k in ("train_loss", "train_accuracy", "learning_rate")}})
+        pause_start = time.perf_counter()
+        if is_eval:
+            last_eval = evaluate(p_eval, state, config, info)
+            writer.write_scalars(step, {"test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]})
+            history.append({"step": step, "test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]})
+            log.info("step %d: test accuracy %.4f, test loss %.4f over %d examples", step,
+                         last_eval["test_accuracy"], last_eval["test_loss"], last_eval["test_examples"])
+        if is_ckpt or stop:
+            metrics_for_ckpt = {"test_accuracy": last_eval["test_accuracy"]} if is_eval else None
+            manager.save(step, jax_utils.unreplicate(state), metrics=metrics_for_ckpt)
+            if is_main:
+                _write_history(workdir, history)
+        paused += time.perf_counter() - pause_start  # evaluation and saving are not training throughput
+        if stop and step < total_steps:
+            manager.wait_until_finished()
+            writer.flush()
+            log.warning("preempted at step %d: checkpoint saved, rerun the same command to resume", step)
+            return {"preempted": True, "step": step}
 
     manager.wait_until_finished()
     if progress:

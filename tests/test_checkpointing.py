@@ -1,0 +1,148 @@
+"""CheckpointManager in process: round trip, damage fallback, incompatible configs, which steps are kept."""
+
+import json
+import logging
+import os
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import struct
+
+from senet_jax.checkpointing import CheckpointManager, IncompatibleCheckpointError
+from training_runs import assert_trees_identical
+
+
+class FakeState(struct.PyTreeNode):
+    """The fields CheckpointManager saves, without building a model."""
+    step: jnp.ndarray
+    params: dict
+    batch_stats: dict
+    opt_state: tuple
+    rng: jnp.ndarray
+
+
+def make_config(**overrides):
+    c = ml_collections.ConfigDict(dict(model="se_mobilenet_v1", width_multiplier=0.25, stem_strides=2,
+                                       se_reduction=16, optimizer="sgd", keep_checkpoints=2))
+    c.update(overrides)
+    return c
+
+
+def make_state(step, width=4, seed=0):
+    rng = np.random.default_rng(seed + step)
+    return FakeState(step=jnp.asarray(step, jnp.int32),
+                     params={"dense": {"kernel": jnp.asarray(rng.normal(size=(512, width)), jnp.float32),
+                                       "bias": jnp.asarray(rng.normal(size=(width,)), jnp.float32)}},
+                     batch_stats={"bn": {"mean": jnp.asarray(rng.normal(size=(width,)), jnp.float32)}},
+                     opt_state=(jnp.asarray(rng.normal(size=(3, width)), jnp.float32),),
+                     rng=jnp.asarray([step, 7], jnp.uint32))
+
+
+def save_steps(workdir, steps, config=None, metrics=None):
+    manager = CheckpointManager(str(workdir), config or make_config(), num_classes=10)
+    for step in steps:
+        manager.save(step, make_state(step), metrics=(metrics or {}).get(step))
+    manager.wait_until_finished()
+    manager.close()
+
+
+def restore(workdir, config=None, width=4):
+    manager = CheckpointManager(str(workdir), config or make_config(), num_classes=10)
+    try:
+        return manager.restore_latest(make_state(0, width=width, seed=99)), manager.all_steps()
+    finally:
+        manager.close()
+
+
+def tree_of(state):
+    return {f: getattr(state, f) for f in ("step", "params", "batch_stats", "opt_state", "rng")}
+
+
+def test_round_trip_restores_the_newest_state_exactly(tmp_path):
+    save_steps(tmp_path, [1, 2])
+    restored, steps = restore(tmp_path)
+    assert steps == [1, 2]
+    assert_trees_identical(tree_of(restored), tree_of(make_state(2)))
+
+
+def test_empty_workdir_leaves_the_state_alone(tmp_path):
+    fresh = make_state(0, seed=99)
+    restored, steps = restore(tmp_path)
+    assert steps == []
+    assert_trees_identical(tree_of(restored), tree_of(fresh))
+
+
+def _change_digest(step_dir):
+    path = os.path.join(step_dir, "record", "metadata")
+    with open(path) as f:
+        record = json.load(f)
+    record["digest"] = "0" * 64
+    with open(path, "w") as f:
+        json.dump(record, f)
+
+
+def _truncate_state(step_dir):
+    files = [os.path.join(d, n) for d, _, names in os.walk(os.path.join(step_dir, "state")) for n in names]
+    largest = max(files, key=os.path.getsize)   # the array data, not a manifest
+    with open(largest, "r+b") as f:
+        f.truncate(os.path.getsize(largest) // 2)
+
+
+@pytest.mark.parametrize("damage,reason", [(_change_digest, "no longer matches the digest"),
+                                           (_truncate_state, "its state is unreadable")])
+def test_damaged_latest_is_reported_kept_and_the_previous_one_used(tmp_path, caplog, damage, reason):
+    save_steps(tmp_path, [1, 2])
+    damage(str(tmp_path / "checkpoints" / "2"))
+    with caplog.at_level(logging.ERROR, logger="senet_jax"):
+        restored, steps = restore(tmp_path)
+    assert_trees_identical(tree_of(restored), tree_of(make_state(1)))
+    assert steps == [1]                                   # out of the sequence, so step 2 can be saved again
+    assert any("checkpoint 2 " in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    kept = os.listdir(tmp_path / "damaged_checkpoints")
+    assert len(kept) == 1 and kept[0].startswith("2-")   # moved aside, not deleted
+    assert os.path.isdir(tmp_path / "damaged_checkpoints" / kept[0] / "state")
+    save_steps(tmp_path, [2])                             # the run can then save that step afresh
+    restored, steps = restore(tmp_path)
+    assert steps == [1, 2]
+    assert_trees_identical(tree_of(restored), tree_of(make_state(2)))
+
+
+@pytest.mark.parametrize("field,value", [("width_multiplier", 0.5), ("model", "mobilenet_v1"),
+                                         ("stem_strides", 1), ("optimizer", "adamw")])
+def test_incompatible_config_is_refused_naming_the_field_and_nothing_is_deleted(tmp_path, field, value):
+    save_steps(tmp_path, [1, 2])
+    before = sorted(os.listdir(tmp_path / "checkpoints"))
+    other = make_config(**{field: value})
+    manager = CheckpointManager(str(tmp_path), other, read_only=True)
+    with pytest.raises(IncompatibleCheckpointError, match=rf"{field}=.*--config\.{field}=") as e:
+        manager.check_config()
+    manager.close()
+    assert "\n" not in str(e.value)
+    with pytest.raises(IncompatibleCheckpointError, match=field):
+        restore(tmp_path, other)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+    assert not os.path.exists(tmp_path / "damaged_checkpoints")
+
+
+def test_parameter_shape_mismatch_names_the_parameter(tmp_path):
+    save_steps(tmp_path, [1])
+    with pytest.raises(IncompatibleCheckpointError, match=r"\['dense'\]\['bias'\] of shape \[4\]"):
+        restore(tmp_path, width=5)
+    assert CheckpointManager(str(tmp_path), make_config(), read_only=True).all_steps() == [1]
+
+
+def test_read_only_manager_creates_nothing(tmp_path):
+    workdir = tmp_path / "absent"
+    manager = CheckpointManager(str(workdir), make_config(width_multiplier=3.0), read_only=True)
+    manager.check_config()
+    manager.close()
+    assert not os.path.exists(workdir)
+
+
+def test_best_by_test_accuracy_is_kept_alongside_the_latest(tmp_path):
+    accuracy = {1: 0.1, 2: 0.9, 3: 0.2, 4: 0.3, 5: 0.4, 6: None}
+    metrics = {s: {"test_accuracy": a} for s, a in accuracy.items() if a is not None}
+    save_steps(tmp_path, list(accuracy), metrics=metrics)
+    assert sorted(int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()) == [2, 5, 6]
