@@ -24,6 +24,7 @@ Where each choice comes from:
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -39,9 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Data (senet_jax.input_pipeline).
     c.dataset = "stl10"                   # any tfds image classification dataset
-    c.data_dir = None                     # tfds data_dir, local or gs://
-    c.stl10_archive = None                # stl10_binary.tar.gz, or the folder holding stl10_binary/
-    c.synthetic_stl10 = None              # (train, test) sizes: generate an STL10-layout archive (smoke runs)
+    # Typed placeholders (None until set), so --config.data_dir=... works on the command line.
+    c.data_dir = placeholder(str)         # tfds data_dir, local or gs://
+    c.stl10_archive = placeholder(str)    # stl10_binary.tar.gz, or the folder holding stl10_binary/
+    c.synthetic_stl10 = placeholder(tuple)  # (train, test) sizes: generate an STL10-layout archive (smoke runs)
     c.train_split = "train"
     c.eval_split = "test"
     c.image_size = 96

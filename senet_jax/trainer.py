@@ -315,21 +315,34 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
         manager.close()
         return {"preempted": True, "step": step}
 
-    def flush_metrics(step: int) -> Dict[str, float]:
-        """Brings pending step metrics to the host; stops at the first non-finite step."""
-        fetched = jax.device_get([m for _, m in pending])
-        for (s, _), m in zip(pending, fetched):
-            if m["finite"][0] < 1:
+    held = None  # (step, host state, metrics): a checkpoint saved only once the step after it is finite
+
+    def check_finite() -> None:
+        """Stops at the first non-finite pending step, before anything after it is saved."""
+        flags = jax.device_get([m["finite"] for _, m in pending])
+        for (s, _), finite in zip(pending, flags):
+            if finite[0] < 1:
                 manager.wait_until_finished()  # let the last good save land; the bad state is never saved
                 good = manager.latest_step()
                 kept = f"the last good checkpoint (step {good}) is kept" if good is not None else "no checkpoint was saved"
+                dropped = f" (the state of step {held[0]} led to it and was not saved)" if held else ""
                 raise TrainingDivergedError(
-                    f"loss, gradients or parameters became NaN/Inf at step {s}; {kept}: lower "
+                    f"loss, gradients or parameters became NaN/Inf at step {s}{dropped}; {kept}: lower "
                     f"config.learning_rate (now {config.learning_rate}) or check the data")
+
+    def flush_metrics(step: int) -> Dict[str, float]:
+        """Brings pending step metrics to the host; stops at the first non-finite step."""
+        check_finite()
+        fetched = jax.device_get([m for _, m in pending])
         pending.clear()
         if not fetched:
             return {}
         return {k: float(np.mean([m[k][0] for m in fetched])) for k in ("loss", "accuracy")}
+
+    def save(step: int, host_state, metrics) -> None:
+        manager.save(step, host_state, metrics=metrics)
+        if is_main:
+            _write_history(workdir, history)
 
     while step < total_steps:
         batch = next(batches)
@@ -347,6 +360,10 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
         is_eval = step % eval_every == 0 or step == total_steps
         is_ckpt = step % config.checkpoint_every_steps == 0 or is_eval
         stop = preemption.requested or manager.reached_preemption(step)
+        if held is not None:  # a finite step on top of the held state: it is good, save it
+            check_finite()
+            save(*held)
+            held = None
         if step % config.log_every_steps == 0 or is_eval or is_ckpt or stop:
             train = flush_metrics(step)
             now = time.perf_counter()
@@ -370,9 +387,11 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
                          last_eval["test_accuracy"], last_eval["test_loss"], last_eval["test_examples"])
         if is_ckpt or stop:
             metrics_for_ckpt = {"test_accuracy": last_eval["test_accuracy"]} if is_eval else None
-            manager.save(step, jax_utils.unreplicate(state), metrics=metrics_for_ckpt)
-            if is_main:
-                _write_history(workdir, history)
+            host_state = jax.device_get(jax_utils.unreplicate(state))
+            if stop or step == total_steps:  # no next step to vouch for it: finite is the best we know
+                save(step, host_state, metrics_for_ckpt)
+            else:  # finite parameters can still be a blown-up state: wait for the next step's loss
+                held = (step, host_state, metrics_for_ckpt)
         paused += time.perf_counter() - pause_start  # evaluation and saving are not training throughput
         if stop and step < total_steps:
             manager.wait_until_finished()
