@@ -4,7 +4,6 @@ Every fault test ends by comparing final parameters with the uninterrupted `refe
 bit for bit, so "resumed correctly" means exactly that.
 """
 
-import json
 import os
 import re
 import shutil
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 from test_config import tree_hash
-from training_runs import (REPO, TINY_STEPS, assert_trees_identical, checkpoint_steps, load_state, run_train,
+from training_runs import (REPO, TINY_STEPS, assert_same_as_reference, checkpoint_steps, load_state, run_train,
                            train_command, train_env)
 
 
@@ -65,15 +64,6 @@ def tmp_checkpoints(workdir):
 
 def error_lines(stderr):
     return [line for line in stderr.splitlines() if line.startswith("error:")]
-
-
-def assert_same_as_reference(workdir, reference_run):
-    assert checkpoint_steps(workdir)[-1] == TINY_STEPS
-    assert_trees_identical(load_state(workdir), load_state(reference_run))
-    with open(os.path.join(workdir, "results.json")) as f, open(os.path.join(reference_run, "results.json")) as g:
-        resumed, reference = json.load(f), json.load(g)
-    for key in ("test_accuracy", "test_loss", "test_examples", "confusion_matrix"):
-        assert resumed[key] == reference[key]
 
 
 # ----------------------------------------------------------------------------- bad input via train.py

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from training_runs import TINY_STEPS, assert_trees_identical, checkpoint_steps, load_state, run_train
+from training_runs import (TINY_STEPS, assert_same_as_reference, assert_trees_identical, checkpoint_steps, load_state,
+                           run_train)
 
 
 def test_end_to_end_leaves_results_checkpoints_and_summaries(reference_run):
@@ -45,11 +46,7 @@ def test_preempted_then_resumed_run_is_bit_identical(reference_run, compile_cach
     second = run_train(workdir, compile_cache)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from step 7" in second.stderr
-    assert_trees_identical(load_state(workdir), load_state(reference_run))
-    with open(os.path.join(workdir, "results.json")) as f, open(os.path.join(reference_run, "results.json")) as g:
-        resumed, reference = json.load(f), json.load(g)
-    for key in ("test_accuracy", "test_loss", "test_examples", "confusion_matrix"):
-        assert resumed[key] == reference[key]
+    assert_same_as_reference(workdir, reference_run)
 
 
 def test_learnable_data_loss_falls_and_accuracy_beats_chance(compile_cache, tmp_path):

@@ -4,6 +4,7 @@ Shared by the end-to-end, resume and fault tests. A persistent XLA compilation c
 all runs of the session keeps repeated runs of the same tiny job cheap.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,13 @@ def assert_trees_identical(a, b) -> None:
     assert tree_a == tree_b
     for x, y in zip(leaves_a, leaves_b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def assert_same_as_reference(workdir: str, reference_run: str) -> None:
+    """Finished at the last step with the uninterrupted run's parameters and test results, exactly."""
+    assert checkpoint_steps(workdir)[-1] == TINY_STEPS
+    assert_trees_identical(load_state(workdir), load_state(reference_run))
+    with open(os.path.join(workdir, "results.json")) as f, open(os.path.join(reference_run, "results.json")) as g:
+        resumed, reference = json.load(f), json.load(g)
+    for key in ("test_accuracy", "test_loss", "test_examples", "confusion_matrix"):
+        assert resumed[key] == reference[key]
