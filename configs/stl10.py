@@ -60,7 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 128                    # global, over all devices and processes
     c.num_epochs = 600
     c.optimizer = "sgd"                   # "sgd" (Nesterov momentum) or "adamw"
-    c.learning_rate = 0.1                 # at batch_size; scaled linearly with it
+    c.learning_rate = 0.1                 # peak, for batch_size 128: scale it linearly if you change the batch
     c.momentum = 0.9
     c.weight_decay = 5e-4                 # not applied to BatchNorm scales/biases or biases
     c.schedule = "warmup_cosine"          # "warmup_cosine" or "constant"

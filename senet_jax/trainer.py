@@ -204,6 +204,10 @@ class _Preemption:
         self._previous = None
 
     def __enter__(self):
+        if jax.process_count() > 1:
+            # Multi-host: a local flag would stop one host alone; JAX's preemption notifier
+            # (polled through orbax's reached_preemption) stops all hosts at the same step.
+            return self
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread (e.g. a notebook worker): rely on orbax alone
@@ -280,7 +284,10 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
     if config.get("synthetic_stl10"):
         config = _prepare_synthetic_data(config, workdir)
 
-    info = input_pipeline.get_dataset_info(config)
+    # Process 0 prepares the dataset first, so hosts that share a data_dir never build it twice.
+    info = input_pipeline.get_dataset_info(config) if is_main else None
+    _sync("dataset_prepared")
+    info = info or input_pipeline.get_dataset_info(config)
     steps_per_epoch = input_pipeline.steps_per_epoch(config, info)
     total_steps = config.num_epochs * steps_per_epoch
     eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))

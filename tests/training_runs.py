@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 64 train / 40 test images at 32x32, batch 16 over 8 devices: 4 steps an epoch, 16 in all.
 TINY = {
     "synthetic_stl10": "(64,40)", "batch_size": 16, "num_epochs": 4, "warmup_epochs": 1,
-    "eval_every_epochs": 2, "checkpoint_every_steps": 2, "log_every_steps": 2, "keep_checkpoints": 2,
+    "eval_every_epochs": 2, "checkpoint_every_steps": 2, "log_every_steps": 1, "keep_checkpoints": 2,
 }
 TINY_STEPS = 16
 
