@@ -262,8 +262,8 @@ def _load_history(workdir: str):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     """Trains, evaluates and checkpoints; rerunning with the same workdir resumes.
 
-    SIGTERM is honoured from the first line: before training starts it just returns, after
-    that it saves a checkpoint at the end of the current step and returns.
+    In a single process SIGTERM is honoured from the first line: before training starts it
+    just returns, after that it saves a checkpoint at the end of the current step and returns.
     """
     with _Preemption() as preemption:
         return _train_and_evaluate(config, workdir, preemption)
@@ -276,9 +276,9 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
     existing = checkpointing.CheckpointManager(workdir, config, read_only=True)
     existing.check_config()
     existing.close()
-    if not config.get("synthetic_stl10"):
-        input_pipeline.get_dataset_info(config)  # prepares the dataset if needed, outside the workdir
     is_main = jax.process_index() == 0
+    if is_main and not config.get("synthetic_stl10"):
+        input_pipeline.get_dataset_info(config)  # prepares the dataset if needed, outside the workdir
     if is_main:
         os.makedirs(workdir, exist_ok=True)
     if config.get("synthetic_stl10"):
