@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from senet_jax.models.depthwise import DepthwiseConv
+from senet_jax.models.norm import BatchNormReLU
 from senet_jax.models.se import SqueezeExcite
 
 STEM_FEATURES = 32
@@ -110,9 +111,9 @@ class SeparableBlock(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = DepthwiseConv(strides=(self.strides, self.strides), implementation=self.depthwise_implementation,
                           dtype=self.dtype, param_dtype=self.param_dtype, name="depthwise")(x)
-        x = nn.relu(self.norm(name="depthwise_bn")(x))
+        x = self.norm(name="depthwise_bn")(x)
         x = PointwiseConv(self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="pointwise")(x)
-        x = nn.relu(self.norm(name="pointwise_bn")(x))
+        x = self.norm(name="pointwise_bn")(x)
         if self.use_se:
             x = SqueezeExcite(**dict(self.se_options), dtype=self.dtype, param_dtype=self.param_dtype, name="se")(x)
         return x
@@ -147,7 +148,8 @@ class MobileNetV1(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+        # BatchNorm + ReLU fused (senet_jax.models.norm): same parameters and statistics as nn.BatchNorm.
+        norm = functools.partial(BatchNormReLU, use_running_average=not train, momentum=self.bn_momentum,
                                  epsilon=self.bn_epsilon, axis_name=self.bn_axis_name,
                                  dtype=self.dtype, param_dtype=self.param_dtype)
         se_options = dict(reduction=self.se_reduction, squeeze=self.se_squeeze,
@@ -157,7 +159,7 @@ class MobileNetV1(nn.Module):
         x = x.astype(self.dtype)
         x = StemConv(scale_width(STEM_FEATURES, self.width_multiplier), strides=(self.stem_strides,) * 2,
                      dtype=self.dtype, param_dtype=self.param_dtype, name="stem")(x)
-        x = nn.relu(norm(name="stem_bn")(x))
+        x = norm(name="stem_bn")(x)
         for i, (features, strides) in enumerate(BLOCKS):
             x = SeparableBlock(features=scale_width(features, self.width_multiplier), strides=strides,
                                use_se=self.use_se and i in se_blocks, se_options=se_options,
