@@ -32,8 +32,9 @@ def test_variables_match_flax_batchnorm():
     assert shapes(ours) == shapes(ref)
 
 
-def test_training_outputs_gradients_and_running_stats_match():
-    ours, ref = _pair(use_running_average=False)
+@pytest.mark.parametrize("fast", [True, False])
+def test_training_outputs_gradients_and_running_stats_match(fast):
+    ours, ref = _pair(use_running_average=False, use_fast_variance=fast)
     x, variables = _data()
     w = jnp.asarray(np.random.RandomState(1).randn(*x.shape).astype(np.float32))
 
@@ -60,9 +61,10 @@ def test_eval_uses_running_averages():
     np.testing.assert_allclose(ours.apply(variables, x), nn.relu(ref.apply(variables, x)), rtol=1e-5, atol=1e-6)
 
 
-def test_cross_device_statistics_and_gradients_match():
+@pytest.mark.parametrize("fast", [True, False])
+def test_cross_device_statistics_and_gradients_match(fast):
     # vmap with an axis name stands in for pmap: statistics and gradients are averaged across it.
-    ours, ref = _pair(use_running_average=False, axis_name="d")
+    ours, ref = _pair(use_running_average=False, axis_name="d", use_fast_variance=fast)
     x, variables = _data(3, (3, 2, 4, 3, 5))
     w = jnp.asarray(np.random.RandomState(4).randn(*x.shape).astype(np.float32))
 

@@ -18,37 +18,43 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def batch_stats(x: jnp.ndarray, axis_name: Optional[str]):
-    """Mean and biased variance over all but the channel axis, as flax computes them (in float32)."""
+def batch_stats(x: jnp.ndarray, axis_name: Optional[str], use_fast_variance: bool = True):
+    """Mean and biased variance over all but the channel axis, as flax computes them (in float32).
+
+    use_fast_variance: E[x^2] - E[x]^2 in one pass (clipped at 0), else E[(x - E[x])^2].
+    """
     x = x.astype(jnp.float32)
     axes = tuple(range(x.ndim - 1))
-    mean, mean_sq = jnp.mean(x, axes), jnp.mean(x * x, axes)
-    if axis_name is not None:
-        mean, mean_sq = lax.pmean((mean, mean_sq), axis_name)
-    return mean, jnp.maximum(0.0, mean_sq - mean * mean)
+    pmean = (lambda v: lax.pmean(v, axis_name)) if axis_name is not None else (lambda v: v)
+    if use_fast_variance:
+        mean, mean_sq = pmean((jnp.mean(x, axes), jnp.mean(x * x, axes)))
+        return mean, jnp.maximum(0.0, mean_sq - mean * mean)
+    mean = pmean(jnp.mean(x, axes))
+    return mean, pmean(jnp.mean(jnp.square(x - mean), axes))
 
 
 def _normalize(x, mean, var, scale, bias, epsilon):
     return (x.astype(jnp.float32) - mean) * (lax.rsqrt(var + epsilon) * scale) + bias
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def batch_norm_relu(x, scale, bias, epsilon, axis_name):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def batch_norm_relu(x, scale, bias, epsilon, axis_name, use_fast_variance=True):
     """relu(BatchNorm(x)) with batch statistics; returns (y, mean, var), the statistics for the running averages.
 
     The statistics are outputs for bookkeeping only: no gradient flows back through them.
     """
-    mean, var = batch_stats(x, axis_name)
+    mean, var = batch_stats(x, axis_name, use_fast_variance)
     return jnp.maximum(_normalize(x, mean, var, scale, bias, epsilon), 0.0).astype(x.dtype), mean, var
 
 
-def _bn_relu_fwd(x, scale, bias, epsilon, axis_name):
-    mean, var = batch_stats(x, axis_name)
+def _bn_relu_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance):
+    mean, var = batch_stats(x, axis_name, use_fast_variance)
     y = jnp.maximum(_normalize(x, mean, var, scale, bias, epsilon), 0.0).astype(x.dtype)
     return (y, mean, var), (x, scale, bias, mean, var)
 
 
-def _bn_relu_bwd(epsilon, axis_name, residuals, cotangents):
+def _bn_relu_bwd(epsilon, axis_name, use_fast_variance, residuals, cotangents):
+    # Both variance formulas have the same derivative, so one backward serves both.
     x, scale, bias, mean, var = residuals
     g = cotangents[0].astype(jnp.float32)
     inv = lax.rsqrt(var + epsilon)
@@ -74,6 +80,7 @@ class BatchNormReLU(nn.Module):
     momentum: float = 0.99
     epsilon: float = 1e-5
     axis_name: Optional[str] = None
+    use_fast_variance: bool = True
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     scale_init: Callable = nn.initializers.ones
@@ -91,7 +98,8 @@ class BatchNormReLU(nn.Module):
             return y.astype(self.dtype)
         # Like nn.BatchNorm: no cross-device mean while initializing (the axis may not exist yet).
         axis_name = None if self.is_initializing() else self.axis_name
-        y, mean, var = batch_norm_relu(x, scale.astype(jnp.float32), bias.astype(jnp.float32), self.epsilon, axis_name)
+        y, mean, var = batch_norm_relu(x, scale.astype(jnp.float32), bias.astype(jnp.float32), self.epsilon, axis_name,
+                                       self.use_fast_variance)
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * lax.stop_gradient(mean)
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * lax.stop_gradient(var)
