@@ -5,3 +5,40 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+import dataclasses  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Stl10Fixture:
+    root: str          # holds stl10_binary/ and stl10_binary.tar.gz
+    archive: str       # the .tar.gz
+    data_dir: str      # tfds data_dir where the real STL10 builder prepared it
+    train_images: np.ndarray  # uint8 [N, 96, 96, 3] as generated, before any encoding
+    train_labels: np.ndarray  # 0..9
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+STL10_TRAIN, STL10_TEST = 60, 44  # 44 test examples: batch sizes that do and do not divide it
+
+
+@pytest.fixture(scope="session")
+def stl10_prepared(tmp_path_factory):
+    """A small archive in STL10's official layout, prepared ONCE by tfds through the offline option."""
+    from configs import stl10
+    from senet_jax import input_pipeline, stl10_format
+
+    root = str(tmp_path_factory.mktemp("stl10_archive"))
+    archive = stl10_format.write_stl10_archive(root, STL10_TRAIN, STL10_TEST, seed=0)
+    config = stl10.get_config()
+    config.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    config.stl10_archive = archive
+    input_pipeline.get_dataset_info(config)
+    train_x, train_y = stl10_format.make_split("train", STL10_TRAIN, seed=0)
+    test_x, test_y = stl10_format.make_split("test", STL10_TEST, seed=0)
+    return Stl10Fixture(root, archive, config.data_dir, train_x, train_y, test_x, test_y)

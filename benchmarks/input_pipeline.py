@@ -1,0 +1,73 @@
+"""Augmented training images per second that the input pipeline delivers on this machine.
+
+    python benchmarks/input_pipeline.py                      # generated STL10-layout data
+    python benchmarks/input_pipeline.py --data-dir ~/tensorflow_datasets   # a prepared STL10
+    python benchmarks/input_pipeline.py --stl10-archive /data/stl10_binary.tar.gz
+
+Uses configs/stl10.py's augmentation (pad-crop, flip, cutout at 96x96) unless overridden, and
+times the numpy batches the trainer receives. Last line: ``input_pipeline images_per_second=N``.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import stl10  # noqa: E402
+from senet_jax import input_pipeline, stl10_format  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="tfds data_dir holding a prepared stl10")
+    parser.add_argument("--stl10-archive", help="stl10_binary.tar.gz or its extracted folder")
+    parser.add_argument("--num-train", type=int, default=5000, help="generated train images")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=1000, help="timed batches")
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--crop", choices=["pad_crop", "random_resized_crop", "none"])
+    parser.add_argument("--cutout-size", type=int)
+    parser.add_argument("--local-devices", type=int, default=1)
+    args = parser.parse_args()
+
+    config = stl10.get_config()
+    config.batch_size = args.batch_size
+    if args.crop:
+        config.crop = args.crop
+    if args.cutout_size is not None:
+        config.cutout_size = args.cutout_size
+    scratch = tempfile.TemporaryDirectory()
+    if args.data_dir or args.stl10_archive:
+        config.data_dir = args.data_dir
+        config.stl10_archive = args.stl10_archive
+    else:
+        t = time.perf_counter()
+        config.stl10_archive = stl10_format.write_stl10_archive(scratch.name, args.num_train, 100)
+        config.data_dir = os.path.join(scratch.name, "tfds")
+        input_pipeline.get_dataset_info(config)
+        print(f"generated and prepared {args.num_train} STL10-layout images in {time.perf_counter() - t:.1f} s")
+
+    print(f"crop={config.crop} flip={config.flip} cutout_size={config.cutout_size} "
+          f"image_size={config.image_size} batch_size={config.batch_size} cpus={os.cpu_count()}")
+    stream = input_pipeline.train_batches(
+        config, process_index=0, process_count=1, local_device_count=args.local_devices)
+    t = time.perf_counter()
+    for _ in range(args.warmup):
+        next(stream)
+    print(f"first {args.warmup} batches (includes loading the split): {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        batch = next(stream)
+    elapsed = time.perf_counter() - t
+    assert batch["image"].shape[-3:] == (config.image_size, config.image_size, 3)
+    rate = args.steps * args.batch_size / elapsed
+    print(f"{args.steps} batches of {args.batch_size} in {elapsed:.2f} s")
+    print(f"input_pipeline images_per_second={rate:.0f}")
+    scratch.cleanup()
+
+
+if __name__ == "__main__":
+    main()
