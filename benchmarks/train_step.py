@@ -14,6 +14,7 @@ import argparse
 import datetime
 import functools
 import json
+import os
 import platform
 import statistics
 import time
@@ -72,6 +73,18 @@ def _median_rate(fn, repeats, images):
         fn()
         rates.append(images / (time.perf_counter() - t0))
     return statistics.median(rates), rates
+
+
+def cpu_model() -> str:
+    """The processor's model name where the OS says it (Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def peak_memory_bytes():
@@ -135,7 +148,8 @@ def run(a):
         result["eval_images_per_second"] = round(eval_ips, 1)
     result["peak_device_memory_bytes"] = peak_memory_bytes()
     result["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    result["host"] = platform.processor() or platform.machine()
+    result["host_cpu"] = cpu_model()
+    result["host_cores"] = os.cpu_count()
     result["jax"] = jax.__version__
     return result
 

@@ -66,24 +66,29 @@ def shift_add(x, kernel, strides, padding):
     return _multiply_add_taps(_pad(x, padding), kernel, (ho, wo), strides)
 
 
-def _kernel_grad(xp, g, kernel_hw, strides):
-    """d loss / d kernel: per tap, sum of tap * g, accumulated over small groups of images."""
+def _kernel_grad(x, g, kernel_hw, strides, padding):
+    """d loss / d kernel: per tap, sum of tap * g (float32), accumulated over small groups of images.
+
+    Each group is sliced from the unpadded input and padded inside the loop, so the
+    padded copy and the nine products of one group stay in cache.
+    """
     kh, kw = kernel_hw
     out_hw = g.shape[1:3]
 
-    def taps_dot_g(xp_part, g_part):
-        return jnp.stack([jnp.sum(_tap(xp_part, i, j, out_hw, strides) * g_part, axis=(0, 1, 2))
+    def taps_dot_g(x_part, g_part):
+        xp = _pad(x_part, padding)
+        return jnp.stack([jnp.sum(_tap(xp, i, j, out_hw, strides) * g_part, axis=(0, 1, 2), dtype=jnp.float32)
                           for i in range(kh) for j in range(kw)])
 
     n = g.shape[0]
     chunk = max(c for c in range(1, min(KERNEL_GRAD_CHUNK, n) + 1) if n % c == 0)
     if chunk == n:
-        dk = taps_dot_g(xp, g)
+        dk = taps_dot_g(x, g)
     else:
-        def body(acc, parts):
-            return acc + taps_dot_g(*parts), None
-        parts = (xp.reshape(n // chunk, chunk, *xp.shape[1:]), g.reshape(n // chunk, chunk, *g.shape[1:]))
-        dk, _ = lax.scan(body, jnp.zeros((kh * kw, g.shape[-1]), g.dtype), parts)
+        def body(step, acc):
+            part = lambda a: lax.dynamic_slice_in_dim(a, step * chunk, chunk, 0)
+            return acc + taps_dot_g(part(x), part(g))
+        dk = lax.fori_loop(0, n // chunk, body, jnp.zeros((kh * kw, g.shape[-1]), jnp.float32))
     return dk.reshape(kh, kw, 1, g.shape[-1])
 
 
@@ -109,7 +114,7 @@ def _shift_add_fwd(x, kernel, strides, padding):
 
 def _shift_add_bwd(strides, padding, residuals, g):
     x, kernel = residuals
-    dk = _kernel_grad(_pad(x, padding), g, kernel.shape[:2], strides)
+    dk = _kernel_grad(x, g, kernel.shape[:2], strides, padding)
     dx = _input_grad(g, kernel, x.shape[1:3], strides, padding)
     return dx, dk.astype(kernel.dtype)
 
