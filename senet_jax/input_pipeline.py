@@ -1,16 +1,20 @@
 """Training and evaluation streams from a tfds image-classification dataset (STL10 by default).
 
 Design, and why:
-- The split (this process's shard of it) is decoded once, resized to config.image_size and
-  held in memory as uint8 (STL10 train is 138 MB). Every batch is then a pure function of its
-  step number: epoch e's order is a permutation seeded by (config.seed, e), and the random
-  augmentation of an example is keyed on (config.seed, epoch, process, example index). So
+- The training split is decoded once, resized to config.image_size and held in memory as
+  uint8 (STL10 train is 138 MB). Every batch is then a pure function of its step number:
+  epoch e's order is a permutation seeded by (config.seed, e), and the random augmentation of
+  an example is keyed on (config.seed, epoch, example index). So
   ``train_batches(config, start_step=N)`` restarts exactly where an uninterrupted run was,
   skipping whole epochs arithmetically and never augmenting a skipped batch.
+- Multi-host: process p takes the p-th disjoint slice of every global batch, so the hosts'
+  shards of an epoch are disjoint and cover it, and the data a run sees does not depend on
+  how many processes share it (a 2-host run trains on exactly the batches of a 1-host run).
+  Evaluation is sharded by example instead (tfds.even_splits): it needs no order at all.
 - Augmentation runs on whole batches as one XLA-compiled function (crop, flip, normalisation
   and cutout fuse into a single pass), about four times faster than the same ops run one by
   one by TF; two CPU cores then stay well ahead of an accelerator.
-- config.shuffle_buffer is not needed: each epoch permutes the whole in-memory shard.
+- config.shuffle_buffer is not needed: each epoch permutes the whole in-memory split.
   config.cache=False only stops keeping decoded splits between calls (for memory); a stream
   still holds its shard in memory while it runs.
 - Evaluation pads the last batch and carries a mask, and every process yields the same number
@@ -34,7 +38,7 @@ import numpy as np
 
 from senet_jax import stl10_format
 
-_CROPS = ("pad_crop", "random_resized_crop", "none")
+CROPS = ("pad_crop", "random_resized_crop", "none")
 _M32 = 0xFFFFFFFF
 
 
@@ -488,8 +492,8 @@ def num_eval_steps(config, info: DatasetInfo, process_count=None) -> int:
 
 
 def _check_crop(config):
-    if config.crop not in _CROPS:
-        raise ValueError(f"config.crop={config.crop!r} is not one of {_CROPS}")
+    if config.crop not in CROPS:
+        raise ValueError(f"config.crop={config.crop!r} is not one of {CROPS}")
 
 
 def train_batches(config, *, start_step: int = 0, process_index=None, process_count=None,
@@ -504,8 +508,12 @@ def train_batches(config, *, start_step: int = 0, process_index=None, process_co
     if info_steps < 1:
         raise ValueError(
             f"config.batch_size={config.batch_size} exceeds the {config.train_split!r} split; make it smaller")
-    images_np, labels_np = _load_arrays(config, builder, _shard_spec(config.train_split, process_index, process_count))
+    # Every process holds the whole (small, cached) split and takes its slice of each global
+    # batch, so the global batches, their order and their augmentation do not depend on the
+    # number of processes: a 2-host run sees exactly the data of a 1-host run.
+    images_np, labels_np = _load_arrays(config, builder, config.train_split)
     n = len(labels_np)
+    global_batch = int(config.batch_size)
     spe = info_steps
     size = int(config.image_size)
     if config.crop == "pad_crop" and config.crop_padding > 0:
@@ -514,15 +522,16 @@ def train_batches(config, *, start_step: int = 0, process_index=None, process_co
     images, labels = tf.constant(images_np), tf.constant(labels_np)
     augment = _augmenter(tf, config)
     seed = int(config.seed)
-    order_seed = _key(seed, 1, process_index)
-    aug_key = _key(seed, 2, process_index)
+    order_seed = _key(seed, 1)
+    aug_key = _key(seed, 2)
+    first = process_index * per_process
     start_epoch, offset = divmod(int(start_step), spe)
 
     @tf.autograph.experimental.do_not_convert
     def epoch_index_batches(epoch):
         noise = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(order_seed, tf.int64), epoch]))
-        order = tf.argsort(noise, stable=True)[: spe * per_process]
-        order = tf.reshape(tf.cast(order, tf.int64), [spe, per_process])
+        order = tf.argsort(noise, stable=True)[: spe * global_batch]
+        order = tf.reshape(tf.cast(order, tf.int64), [spe, global_batch])[:, first:first + per_process]
         return tf.data.Dataset.from_tensor_slices(order).map(
             tf.autograph.experimental.do_not_convert(lambda idx: (epoch, idx)))
 

@@ -42,3 +42,20 @@ def stl10_prepared(tmp_path_factory):
     train_x, train_y = stl10_format.make_split("train", STL10_TRAIN, seed=0)
     test_x, test_y = stl10_format.make_split("test", STL10_TEST, seed=0)
     return Stl10Fixture(root, archive, config.data_dir, train_x, train_y, test_x, test_y)
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory):
+    """One persistent XLA cache for every train.py subprocess of the session."""
+    return str(tmp_path_factory.mktemp("xla_cache"))
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, compile_cache):
+    """The tiny job run once, uninterrupted, on 8 CPU devices: the baseline for resume tests."""
+    from training_runs import run_train
+
+    workdir = str(tmp_path_factory.mktemp("reference_run"))
+    proc = run_train(workdir, compile_cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir

@@ -109,18 +109,28 @@ def test_eval_sees_every_example_exactly_once(stl10_prepared, batch_size, proces
 
 
 def test_two_processes_get_disjoint_train_shards_covering_the_split(stl10_prepared):
-    config = plain(stl10_prepared, batch_size=8)
-    seen = []
-    for p in range(2):
-        stream = input_pipeline.train_batches(config, process_index=p, process_count=2, local_device_count=2)
-        ids = set()
-        for b in itertools.islice(stream, 6 * 7):  # 6 epochs of 7 steps
-            assert b["image"].shape == (2, 2, 32, 32, 3)
-            ids.update(example_ids(config, b))
-        seen.append(ids)
-    assert not seen[0] & seen[1]
-    assert len(seen[0]) == len(seen[1]) == STL10_TRAIN // 2
-    assert len(seen[0] | seen[1]) == STL10_TRAIN
+    """Per epoch the two processes' shards are disjoint and cover the epoch's global batches,
+    and together they are exactly the 1-process stream (the same global batches, augmentation included)."""
+    config = make_config(stl10_prepared, batch_size=12)   # 60 = 5 steps of 12: nothing dropped
+    single = list(itertools.islice(input_pipeline.train_batches(
+        config, process_index=0, process_count=1, local_device_count=2), 10))
+    halves = [list(itertools.islice(input_pipeline.train_batches(
+        config, process_index=p, process_count=2, local_device_count=2), 10)) for p in range(2)]
+    for step, whole in enumerate(single):
+        assert halves[0][step]["image"].shape == (2, 3, 32, 32, 3)
+        for key in ("image", "label"):
+            joined = np.concatenate([h[step][key].reshape(-1, *h[step][key].shape[2:]) for h in halves])
+            np.testing.assert_array_equal(joined, whole[key].reshape(-1, *whole[key].shape[2:]))
+    plain_config = plain(stl10_prepared, batch_size=12)
+    for epoch in range(2):
+        seen = []
+        for p in range(2):
+            stream = input_pipeline.train_batches(plain_config, start_step=5 * epoch, process_index=p,
+                                                  process_count=2, local_device_count=2)
+            seen.append([i for b in itertools.islice(stream, 5) for i in example_ids(plain_config, b)])
+        assert not set(seen[0]) & set(seen[1])
+        assert len(set(seen[0])) == len(seen[0]) == STL10_TRAIN // 2
+        assert len(set(seen[0]) | set(seen[1])) == STL10_TRAIN
 
 
 def take(config, n, start_step=0, local_devices=2):

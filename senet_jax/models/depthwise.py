@@ -67,17 +67,18 @@ def shift_add(x, kernel, strides, padding):
 
 
 def _kernel_grad(x, g, kernel_hw, strides, padding):
-    """d loss / d kernel: per tap, sum of tap * g (float32), accumulated over small groups of images.
+    """d loss / d kernel: per tap, sum of tap * g (at least float32), accumulated over small groups of images.
 
     Each group is sliced from the unpadded input and padded inside the loop, so the
     padded copy and the nine products of one group stay in cache.
     """
     kh, kw = kernel_hw
     out_hw = g.shape[1:3]
+    acc_dtype = jnp.promote_types(g.dtype, jnp.float32)
 
     def taps_dot_g(x_part, g_part):
         xp = _pad(x_part, padding)
-        return jnp.stack([jnp.sum(_tap(xp, i, j, out_hw, strides) * g_part, axis=(0, 1, 2), dtype=jnp.float32)
+        return jnp.stack([jnp.sum(_tap(xp, i, j, out_hw, strides) * g_part, axis=(0, 1, 2), dtype=acc_dtype)
                           for i in range(kh) for j in range(kw)])
 
     n = g.shape[0]
@@ -88,7 +89,7 @@ def _kernel_grad(x, g, kernel_hw, strides, padding):
         def body(step, acc):
             part = lambda a: lax.dynamic_slice_in_dim(a, step * chunk, chunk, 0)
             return acc + taps_dot_g(part(x), part(g))
-        dk = lax.fori_loop(0, n // chunk, body, jnp.zeros((kh * kw, g.shape[-1]), jnp.float32))
+        dk = lax.fori_loop(0, n // chunk, body, jnp.zeros((kh * kw, g.shape[-1]), acc_dtype))
     return dk.reshape(kh, kw, 1, g.shape[-1])
 
 

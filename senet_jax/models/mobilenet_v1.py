@@ -150,7 +150,7 @@ class MobileNetV1(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         # BatchNorm + ReLU fused (senet_jax.models.norm): same parameters and statistics as nn.BatchNorm.
         norm = functools.partial(BatchNormReLU, use_running_average=not train, momentum=self.bn_momentum,
-                                 epsilon=self.bn_epsilon, axis_name=self.bn_axis_name,
+                                 epsilon=self.bn_epsilon, axis_name=self.bn_axis_name, use_fast_variance=False,
                                  dtype=self.dtype, param_dtype=self.param_dtype)
         se_options = dict(reduction=self.se_reduction, squeeze=self.se_squeeze,
                           gate=self.se_gate, min_features=self.se_min_features)

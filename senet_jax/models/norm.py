@@ -19,11 +19,11 @@ from jax import lax
 
 
 def batch_stats(x: jnp.ndarray, axis_name: Optional[str], use_fast_variance: bool = True):
-    """Mean and biased variance over all but the channel axis, as flax computes them (in float32).
+    """Mean and biased variance over all but the channel axis, as flax computes them (at least float32).
 
     use_fast_variance: E[x^2] - E[x]^2 in one pass (clipped at 0), else E[(x - E[x])^2].
     """
-    x = x.astype(jnp.float32)
+    x = x.astype(_compute_dtype(x))
     axes = tuple(range(x.ndim - 1))
     pmean = (lambda v: lax.pmean(v, axis_name)) if axis_name is not None else (lambda v: v)
     if use_fast_variance:
@@ -33,8 +33,12 @@ def batch_stats(x: jnp.ndarray, axis_name: Optional[str], use_fast_variance: boo
     return mean, pmean(jnp.mean(jnp.square(x - mean), axes))
 
 
+def _compute_dtype(x):
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
 def _normalize(x, mean, var, scale, bias, epsilon):
-    return (x.astype(jnp.float32) - mean) * (lax.rsqrt(var + epsilon) * scale) + bias
+    return (x.astype(_compute_dtype(x)) - mean) * (lax.rsqrt(var + epsilon) * scale) + bias
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
@@ -56,9 +60,9 @@ def _bn_relu_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance):
 def _bn_relu_bwd(epsilon, axis_name, use_fast_variance, residuals, cotangents):
     # Both variance formulas have the same derivative, so one backward serves both.
     x, scale, bias, mean, var = residuals
-    g = cotangents[0].astype(jnp.float32)
+    g = cotangents[0].astype(_compute_dtype(x))
     inv = lax.rsqrt(var + epsilon)
-    x_hat = (x.astype(jnp.float32) - mean) * inv
+    x_hat = (x.astype(_compute_dtype(x)) - mean) * inv
     g = jnp.where(x_hat * scale + bias > 0, g, 0.0)
     axes = tuple(range(x.ndim - 1))
     d_bias, d_scale = jnp.sum(g, axes), jnp.sum(g * x_hat, axes)
@@ -98,7 +102,7 @@ class BatchNormReLU(nn.Module):
             return y.astype(self.dtype)
         # Like nn.BatchNorm: no cross-device mean while initializing (the axis may not exist yet).
         axis_name = None if self.is_initializing() else self.axis_name
-        y, mean, var = batch_norm_relu(x, scale.astype(jnp.float32), bias.astype(jnp.float32), self.epsilon, axis_name,
+        y, mean, var = batch_norm_relu(x, scale, bias, self.epsilon, axis_name,
                                        self.use_fast_variance)
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * lax.stop_gradient(mean)

@@ -1,0 +1,66 @@
+"""train.py end to end, on generated STL10-layout data through the real code path."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from training_runs import TINY_STEPS, assert_trees_identical, checkpoint_steps, load_state, run_train
+
+
+def test_end_to_end_leaves_results_checkpoints_and_summaries(reference_run):
+    with open(os.path.join(reference_run, "results.json")) as f:
+        results = json.load(f)
+    assert results["test_examples"] == 40                      # every test image, exactly once
+    assert results["train_steps"] == TINY_STEPS and results["epochs"] == 4
+    assert results["model"] == "se_mobilenet_v1" and results["params"] > 0
+    assert results["devices"] == 8 and results["images_per_second"] > 0
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and np.isfinite(results["test_loss"])
+    confusion = np.array(results["confusion_matrix"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 40
+    assert abs(np.trace(confusion) / 40 - results["test_accuracy"]) < 1e-9
+    assert set(results["per_class_accuracy"]) >= {"airplane", "truck"}
+    assert checkpoint_steps(reference_run)[-1] == TINY_STEPS
+    for name in ("confusion_matrix.png", "learning_curves.png"):
+        with open(os.path.join(reference_run, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(reference_run))
+
+
+def test_rerunning_a_finished_job_changes_nothing(reference_run, compile_cache, tmp_path):
+    before = load_state(reference_run)
+    proc = run_train(reference_run, compile_cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_trees_identical(load_state(reference_run), before)
+
+
+def test_preempted_then_resumed_run_is_bit_identical(reference_run, compile_cache, tmp_path):
+    workdir = str(tmp_path / "preempted")
+    first = run_train(workdir, compile_cache, env_extra={"SENET_JAX_PREEMPT_AT_STEP": 7})
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "preempted at step 7" in first.stderr
+    assert checkpoint_steps(workdir)[-1] == 7
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+    second = run_train(workdir, compile_cache)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from step 7" in second.stderr
+    assert_trees_identical(load_state(workdir), load_state(reference_run))
+    with open(os.path.join(workdir, "results.json")) as f, open(os.path.join(reference_run, "results.json")) as g:
+        resumed, reference = json.load(f), json.load(g)
+    for key in ("test_accuracy", "test_loss", "test_examples", "confusion_matrix"):
+        assert resumed[key] == reference[key]
+
+
+def test_learnable_data_loss_falls_and_accuracy_beats_chance(compile_cache, tmp_path):
+    workdir = str(tmp_path / "learn")
+    proc = run_train(workdir, compile_cache, synthetic_stl10="(320,100)", batch_size=32, num_epochs=8,
+                     eval_every_epochs=8, checkpoint_every_steps=1000, log_every_steps=10)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(workdir, "history.json")) as f:
+        history = [h for h in json.load(f) if "train_loss" in h]
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    assert results["test_examples"] == 100
+    assert results["test_accuracy"] >= 0.3, results["test_accuracy"]   # chance is 0.1

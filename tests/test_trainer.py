@@ -1,0 +1,151 @@
+"""The pure training pieces: optimizer, train_step, eval_step, and their pmapped forms."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import jax_utils
+
+from configs import stl10
+from senet_jax import trainer
+from senet_jax.models import create_model
+
+
+def small_config(**overrides):
+    c = stl10.get_config()
+    c.width_multiplier, c.stem_strides, c.image_size, c.dropout_rate = 0.25, 2, 32, 0.0
+    c.num_epochs, c.warmup_epochs, c.batch_size = 4, 1, 16
+    c.update(overrides)
+    return c
+
+
+def make_state(config, num_classes=10, axis_name=None, steps_per_epoch=5):
+    model = trainer.create_model(config, num_classes, axis_name=axis_name)
+    return trainer.create_train_state(config, model, jax.random.key(0), (config.image_size,) * 2 + (3,), steps_per_epoch)
+
+
+def learnable_batch(n=16, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.int32)
+    images = rng.normal(size=(n, size, size, 3)).astype(np.float32)
+    images[..., 0] += labels[:, None, None] / 3.0 - 1.5   # the class is written in the red channel
+    return {"image": images, "label": labels}
+
+
+def test_weight_decay_skips_batchnorm_and_biases():
+    state = make_state(small_config())
+    mask = trainer.decay_mask(state.params)
+    assert mask["stem"]["kernel"] and mask["block01"]["pointwise"]["kernel"]
+    assert mask["block01"]["depthwise"]["kernel"] and mask["classifier"]["kernel"]
+    assert not mask["stem_bn"]["scale"] and not mask["stem_bn"]["bias"]
+    assert not mask["classifier"]["bias"] and not mask["block01"]["se"]["reduce"]["bias"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_train_step_lowers_the_loss_on_a_fixed_batch(optimizer):
+    config = small_config(optimizer=optimizer, learning_rate=0.1 if optimizer == "sgd" else 3e-3, warmup_epochs=0,
+                          stem_strides=1)
+    state = make_state(config)
+    step = jax.jit(trainer.train_step)
+    batch = learnable_batch()
+    losses = []
+    for _ in range(10):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+        assert metrics["finite"] == 1.0
+    assert losses[-1] < losses[0] * 0.9
+    assert int(state.step) == 10
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    config = small_config(num_epochs=10, warmup_epochs=2, learning_rate=0.4)
+    _, schedule = trainer.create_optimizer(config, steps_per_epoch=10)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(20)) == pytest.approx(0.4)
+    assert float(schedule(10)) == pytest.approx(0.2)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-7)
+    assert float(schedule(60)) < float(schedule(40)) < 0.4
+
+
+def test_nonfinite_loss_is_flagged():
+    state = make_state(small_config())
+    batch = learnable_batch()
+    batch["image"][0, 0, 0, 0] = np.nan
+    _, metrics = jax.jit(trainer.train_step)(state, batch)
+    assert metrics["finite"] == 0.0
+
+
+def test_eval_step_sums_only_masked_examples():
+    state = make_state(small_config())
+    batch = learnable_batch(8)
+    mask = np.array([1, 1, 1, 0, 1, 0, 0, 1], bool)
+    sums = jax.jit(trainer.eval_step)(state, {**batch, "mask": mask})
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+    pred = np.asarray(jnp.argmax(logits, -1))
+    loss = np.asarray(-jax.nn.log_softmax(logits)[np.arange(8), batch["label"]])
+    assert sums["count"] == 5
+    assert sums["correct"] == np.sum((pred == batch["label"]) & mask)
+    np.testing.assert_allclose(sums["loss_sum"], loss[mask].sum(), rtol=1e-5)
+    assert np.asarray(sums["confusion"]).sum() == 5
+    assert np.asarray(sums["confusion"])[batch["label"][0], pred[0]] >= 1
+
+
+def test_eight_devices_and_one_device_give_the_same_parameters():
+    """Same global batch: pmean'd gradients and cross-device BatchNorm equal the 1-device step.
+
+    Run in float64 so the comparison is tight: in float32, BatchNorm over tiny per-layer
+    batches amplifies summation-order rounding (about 1e-4 after two steps), which would
+    force a tolerance too loose to tell a real bug. The negative control (BatchNorm
+    statistics per device) shows the check can fail.
+    """
+    assert jax.local_device_count() == 8
+    config = small_config(batch_size=16, learning_rate=0.01, warmup_epochs=0, stem_strides=1)
+    with jax.enable_x64(True):
+        def state_for(axis_name):
+            model = create_model("se_mobilenet_v1", num_classes=10, width_multiplier=0.25, stem_strides=1,
+                                 bn_axis_name=axis_name, dtype=jnp.float64, param_dtype=jnp.float64)
+            return trainer.create_train_state(config, model, jax.random.key(0), (32, 32, 3), 5)
+
+        def batch(seed):
+            b = learnable_batch(16, seed=seed)
+            return {"image": b["image"].astype(np.float64), "label": b["label"]}
+
+        shard = lambda b: jax.tree.map(lambda x: x.reshape(8, 2, *x.shape[1:]), b)
+        step1 = jax.jit(trainer.train_step)
+        step8 = jax.pmap(functools.partial(trainer.train_step, axis_name=trainer.AXIS), axis_name=trainer.AXIS)
+        single, replicated, local_bn = state_for(None), jax_utils.replicate(state_for(trainer.AXIS)), None
+        for i in range(2):
+            single, m1 = step1(single, batch(i))
+            replicated, m8 = step8(replicated, shard(batch(i)))
+            np.testing.assert_allclose(m8["loss"][0], m1["loss"], rtol=1e-6)
+        multi = jax_utils.unreplicate(replicated)
+        chex.assert_trees_all_close(multi.params, single.params, rtol=1e-6, atol=1e-7)
+        chex.assert_trees_all_close(multi.batch_stats, single.batch_stats, rtol=1e-6, atol=1e-7)
+        assert int(multi.step) == int(single.step) == 2
+
+        local_bn = jax_utils.replicate(state_for(None))
+        for i in range(2):
+            local_bn, _ = step8(local_bn, shard(batch(i)))
+        with pytest.raises(AssertionError):
+            chex.assert_trees_all_close(jax_utils.unreplicate(local_bn).params, single.params, rtol=1e-6, atol=1e-7)
+
+
+def test_dropout_masks_differ_across_devices_and_steps():
+    config = small_config(dropout_rate=0.5)
+    state = jax_utils.replicate(make_state(config, axis_name=trainer.AXIS))
+
+    def logits_per_device(state, batch):
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
+                                 jax.lax.axis_index(trainer.AXIS))
+        return jax.random.bernoulli(key, 0.5, (64,))
+
+    masks = jax.pmap(logits_per_device, axis_name=trainer.AXIS)(state, None)
+    assert len({tuple(np.asarray(m)) for m in masks}) == 8
+    # And the step itself runs with dropout under pmap.
+    batch = jax.tree.map(lambda x: x.reshape(8, 2, *x.shape[1:]), learnable_batch(16))
+    step = jax.pmap(functools.partial(trainer.train_step, axis_name=trainer.AXIS), axis_name=trainer.AXIS)
+    state, metrics = step(state, batch)
+    assert np.all(np.asarray(metrics["finite"]) == 1.0)
