@@ -3,8 +3,15 @@
 MobileNet spends most of its time here on some backends, and the fastest exact
 formulation differs by backend, so the model asks for `DepthwiseConv` and the
 formulation is chosen by name (or automatically by backend).
+
+Measured on a 2-core AVX-512 CPU (SE-MobileNetV1 train step, 96x96, batch 64; see
+benchmarks/RESULTS.md): XLA:CPU's grouped convolution, and above all its kernel
+gradient, is several times slower than nine shifted multiply-adds; the kernel
+gradient of those is in turn fastest when reduced a few images at a time, so the
+operands stay in cache instead of streaming nine full-size temporaries.
 """
 
+import functools
 from typing import Any, Callable, Dict, Sequence, Tuple
 
 import flax.linen as nn
@@ -16,6 +23,9 @@ from jax import lax
 # exactly like nn.Conv(feature_group_count=C), so checkpoints do not depend on it.
 Formulation = Callable[[jnp.ndarray, jnp.ndarray, Tuple[int, int], Sequence[Tuple[int, int]]], jnp.ndarray]
 
+# Images per step of the batched kernel-gradient reduction ("shift_add_vjp").
+KERNEL_GRAD_CHUNK = 4
+
 
 def grouped_conv(x, kernel, strides, padding):
     """XLA's native grouped convolution: the best choice on GPU and TPU."""
@@ -24,12 +34,108 @@ def grouped_conv(x, kernel, strides, padding):
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=x.shape[-1])
 
 
+def _output_size(size: int, k: int, stride: int, pad: Tuple[int, int]) -> int:
+    return (size + pad[0] + pad[1] - k) // stride + 1
+
+
+def _tap(xp, i, j, out_hw, strides):
+    """The input pixels that kernel tap (i, j) meets, one per output pixel."""
+    (ho, wo), (sh, sw) = out_hw, strides
+    n, c = xp.shape[0], xp.shape[3]
+    return lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
+
+
+def _multiply_add_taps(xp, kernel, out_hw, strides):
+    """sum over taps of shifted (strided) slices of the padded input times per-channel weights."""
+    y = None
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            t = _tap(xp, i, j, out_hw, strides) * kernel[i, j, 0]
+            y = t if y is None else y + t
+    return y
+
+
+def _pad(x, padding):
+    return jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+
+
+def shift_add(x, kernel, strides, padding):
+    """Nine shifted slices times per-channel weights; gradients by plain autodiff."""
+    ho = _output_size(x.shape[1], kernel.shape[0], strides[0], padding[0])
+    wo = _output_size(x.shape[2], kernel.shape[1], strides[1], padding[1])
+    return _multiply_add_taps(_pad(x, padding), kernel, (ho, wo), strides)
+
+
+def _kernel_grad(x, g, kernel_hw, strides, padding):
+    """d loss / d kernel: per tap, sum of tap * g (at least float32), accumulated over small groups of images.
+
+    Each group is sliced from the unpadded input and padded inside the loop, so the
+    padded copy and the nine products of one group stay in cache.
+    """
+    kh, kw = kernel_hw
+    out_hw = g.shape[1:3]
+    acc_dtype = jnp.promote_types(g.dtype, jnp.float32)
+
+    def taps_dot_g(x_part, g_part):
+        xp = _pad(x_part, padding)
+        return jnp.stack([jnp.sum(_tap(xp, i, j, out_hw, strides) * g_part, axis=(0, 1, 2), dtype=acc_dtype)
+                          for i in range(kh) for j in range(kw)])
+
+    n = g.shape[0]
+    chunk = max(c for c in range(1, min(KERNEL_GRAD_CHUNK, n) + 1) if n % c == 0)
+    if chunk == n:
+        dk = taps_dot_g(x, g)
+    else:
+        def body(step, acc):
+            part = lambda a: lax.dynamic_slice_in_dim(a, step * chunk, chunk, 0)
+            return acc + taps_dot_g(part(x), part(g))
+        dk = lax.fori_loop(0, n // chunk, body, jnp.zeros((kh * kw, g.shape[-1]), acc_dtype))
+    return dk.reshape(kh, kw, 1, g.shape[-1])
+
+
+def _input_grad(g, kernel, in_hw, strides, padding):
+    """d loss / d x: the cotangent, dilated by the stride and padded, correlated with the flipped kernel."""
+    kh, kw = kernel.shape[:2]
+    (h, w), (sh, sw) = in_hw, strides
+    ho, wo = g.shape[1:3]
+    lo = (kh - 1 - padding[0][0], kw - 1 - padding[1][0])
+    hi = (h + kh - 1 - lo[0] - ((ho - 1) * sh + 1), w + kw - 1 - lo[1] - ((wo - 1) * sw + 1))
+    gp = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (lo[0], hi[0], sh - 1), (lo[1], hi[1], sw - 1), (0, 0, 0)))
+    return _multiply_add_taps(gp, kernel[::-1, ::-1], (h, w), (1, 1))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _shift_add_vjp(x, kernel, strides, padding):
+    return shift_add(x, kernel, strides, padding)
+
+
+def _shift_add_fwd(x, kernel, strides, padding):
+    return shift_add(x, kernel, strides, padding), (x, kernel)
+
+
+def _shift_add_bwd(strides, padding, residuals, g):
+    x, kernel = residuals
+    dk = _kernel_grad(x, g, kernel.shape[:2], strides, padding)
+    dx = _input_grad(g, kernel, x.shape[1:3], strides, padding)
+    return dx, dk.astype(kernel.dtype)
+
+
+_shift_add_vjp.defvjp(_shift_add_fwd, _shift_add_bwd)
+
+
+def shift_add_vjp(x, kernel, strides, padding):
+    """shift_add with a hand-written backward: correlation for dx, cache-sized chunks for dk."""
+    return _shift_add_vjp(x, kernel, tuple(strides), tuple(tuple(p) for p in padding))
+
+
 FORMULATIONS: Dict[str, Formulation] = {
     "grouped": grouped_conv,
+    "shift_add": shift_add,
+    "shift_add_vjp": shift_add_vjp,
 }
 
 # Backend -> formulation picked by implementation="auto".
-AUTO_BY_BACKEND: Dict[str, str] = {}
+AUTO_BY_BACKEND: Dict[str, str] = {"cpu": "shift_add_vjp"}
 
 
 def resolve_implementation(name: str) -> str:

@@ -5,9 +5,12 @@ import functools
 from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 from senet_jax.models.depthwise import DepthwiseConv
+from senet_jax.models.norm import BatchNormReLU
 from senet_jax.models.se import SqueezeExcite
 
 STEM_FEATURES = 32
@@ -36,6 +39,62 @@ def scale_width(features: int, width_multiplier: float) -> int:
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
+class PointwiseConv(nn.Module):
+    """A bias-free 1x1 convolution, parameters exactly as nn.Conv(features, (1, 1)).
+
+    On CPU it runs as one matrix product over [N*H*W, C]: XLA:CPU's matmul path
+    trains these layers about 3x faster than its 1x1 convolution path (measured,
+    benchmarks/RESULTS.md). Elsewhere the native convolution is kept.
+    """
+
+    features: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = he_normal
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features), self.param_dtype)
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        if jax.default_backend() == "cpu":
+            return lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+        return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class StemConv(nn.Module):
+    """A bias-free k x k convolution, parameters exactly as nn.Conv(features, (k, k)).
+
+    On CPU it runs as patches [N, H', W', k*k*C] times the kernel reshaped to
+    [k*k*C, F]: with only 3 input channels XLA:CPU's convolution path is slow, and
+    the image needs no gradient, so the patches cost one cheap pass (measured,
+    benchmarks/RESULTS.md).
+    """
+
+    features: int
+    kernel_size: Tuple[int, int] = (3, 3)
+    strides: Tuple[int, int] = (1, 1)
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = he_normal
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kh, kw = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype)
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        padding = ((kh // 2, kh // 2), (kw // 2, kw // 2))
+        if jax.default_backend() != "cpu":
+            return lax.conv_general_dilated(x, kernel, self.strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        (sh, sw), (n, h, w, c) = self.strides, x.shape
+        ho, wo = (h + 2 * (kh // 2) - kh) // sh + 1, (w + 2 * (kw // 2) - kw) // sw + 1
+        xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+        # Tap-major, channel-minor: the order of kernel.reshape(kh * kw * c, features).
+        patches = jnp.concatenate([
+            lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
+            for i in range(kh) for j in range(kw)], axis=-1)
+        return lax.dot_general(patches, kernel.reshape(kh * kw * c, self.features), (((3,), (0,)), ((), ())))
+
+
 class SeparableBlock(nn.Module):
     """Depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU, then SE (if enabled)."""
 
@@ -52,10 +111,9 @@ class SeparableBlock(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         x = DepthwiseConv(strides=(self.strides, self.strides), implementation=self.depthwise_implementation,
                           dtype=self.dtype, param_dtype=self.param_dtype, name="depthwise")(x)
-        x = nn.relu(self.norm(name="depthwise_bn")(x))
-        x = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=he_normal,
-                    dtype=self.dtype, param_dtype=self.param_dtype, name="pointwise")(x)
-        x = nn.relu(self.norm(name="pointwise_bn")(x))
+        x = self.norm(name="depthwise_bn")(x)
+        x = PointwiseConv(self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="pointwise")(x)
+        x = self.norm(name="pointwise_bn")(x)
         if self.use_se:
             x = SqueezeExcite(**dict(self.se_options), dtype=self.dtype, param_dtype=self.param_dtype, name="se")(x)
         return x
@@ -90,7 +148,8 @@ class MobileNetV1(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+        # BatchNorm + ReLU fused (senet_jax.models.norm): same parameters and statistics as nn.BatchNorm.
+        norm = functools.partial(BatchNormReLU, use_running_average=not train, momentum=self.bn_momentum,
                                  epsilon=self.bn_epsilon, axis_name=self.bn_axis_name, use_fast_variance=False,
                                  dtype=self.dtype, param_dtype=self.param_dtype)
         se_options = dict(reduction=self.se_reduction, squeeze=self.se_squeeze,
@@ -98,10 +157,9 @@ class MobileNetV1(nn.Module):
         se_blocks = range(len(BLOCKS)) if self.se_blocks is None else set(self.se_blocks)
 
         x = x.astype(self.dtype)
-        x = nn.Conv(scale_width(STEM_FEATURES, self.width_multiplier), (3, 3), strides=(self.stem_strides,) * 2,
-                    padding=((1, 1), (1, 1)), use_bias=False, kernel_init=he_normal,
-                    dtype=self.dtype, param_dtype=self.param_dtype, name="stem")(x)
-        x = nn.relu(norm(name="stem_bn")(x))
+        x = StemConv(scale_width(STEM_FEATURES, self.width_multiplier), strides=(self.stem_strides,) * 2,
+                     dtype=self.dtype, param_dtype=self.param_dtype, name="stem")(x)
+        x = norm(name="stem_bn")(x)
         for i, (features, strides) in enumerate(BLOCKS):
             x = SeparableBlock(features=scale_width(features, self.width_multiplier), strides=strides,
                                use_se=self.use_se and i in se_blocks, se_options=se_options,

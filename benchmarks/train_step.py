@@ -1,0 +1,164 @@
+"""Times the project's real train and eval steps on whatever backend JAX sees.
+
+    PYTHONPATH=. python benchmarks/train_step.py --model se_mobilenet_v1 --batch-size 64 \
+        --image-size 96 --dtype float32 --stem-strides 2 --steps 10
+
+Prints one JSON object (compile time, median steady-state training and evaluation
+images/s over --repeats timed runs of --steps steps each, after --warmup untimed
+steps, peak device memory where the backend reports it), then the last line
+`train_step images_per_second=N`. Images are random: this measures compute only,
+not the input pipeline (benchmarks/input_pipeline.py does that).
+"""
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import stl10
+from senet_jax import trainer
+from senet_jax.models.depthwise import resolve_implementation
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="se_mobilenet_v1")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step (one device)")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="compute dtype; bfloat16 sets config.half_precision (parameters stay float32)")
+    p.add_argument("--steps", type=int, default=10, help="steps per timed run")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+    p.add_argument("--depthwise", default="auto", help="config.depthwise_implementation")
+    p.add_argument("--width", type=float, default=1.0, help="config.width_multiplier")
+    p.add_argument("--stem-strides", type=int, default=None, help="config.stem_strides (default: the config's)")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
+    a = p.parse_args(argv)
+    for name in ("batch_size", "image_size", "steps", "repeats"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if a.warmup < 0:
+        p.error("--warmup must be at least 0")
+    return a
+
+
+def make_config(a):
+    c = stl10.get_config()
+    c.model = a.model
+    c.image_size = a.image_size
+    c.batch_size = a.batch_size
+    c.half_precision = a.dtype == "bfloat16"
+    c.depthwise_implementation = a.depthwise
+    c.width_multiplier = a.width
+    if a.stem_strides is not None:
+        c.stem_strides = a.stem_strides
+    return c
+
+
+def _median_rate(fn, repeats, images):
+    """Calls fn() `repeats` times; fn must block on its results. Returns (median images/s, all rates)."""
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        rates.append(images / (time.perf_counter() - t0))
+    return statistics.median(rates), rates
+
+
+def cpu_model() -> str:
+    """The processor's model name where the OS says it (Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_memory_bytes():
+    stats = jax.devices()[0].memory_stats()
+    if not stats:
+        return None
+    return stats.get("peak_bytes_in_use", stats.get("bytes_in_use"))
+
+
+def run(a):
+    config = make_config(a)
+    model = trainer.create_model(config, a.num_classes)
+    image_shape = (a.image_size, a.image_size, 3)
+    state = trainer.create_train_state(config, model, jax.random.PRNGKey(0), image_shape, steps_per_epoch=100)
+    rng = np.random.RandomState(0)
+    batch = {"image": jnp.asarray(rng.randn(a.batch_size, *image_shape).astype(np.float32)),
+             "label": jnp.asarray(rng.randint(0, a.num_classes, a.batch_size).astype(np.int32))}
+
+    step = jax.jit(functools.partial(trainer.train_step, label_smoothing=config.label_smoothing), donate_argnums=0)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    compile_s = time.perf_counter() - t0
+    holder = {"state": state}
+
+    def train_steps(n):
+        s = holder["state"]
+        for _ in range(n):
+            s, metrics = compiled(s, batch)
+        jax.block_until_ready((s, metrics))
+        holder["state"] = s
+        return metrics
+
+    metrics = train_steps(max(a.warmup, 1))
+    train_ips, train_rates = _median_rate(lambda: train_steps(a.steps), a.repeats, a.steps * a.batch_size)
+    result = {
+        "model": a.model, "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+        "batch_size": a.batch_size, "image_size": a.image_size, "dtype": a.dtype,
+        "depthwise": resolve_implementation(a.depthwise), "width_multiplier": a.width,
+        "stem_strides": config.stem_strides, "num_classes": a.num_classes,
+        "steps": a.steps, "repeats": a.repeats, "warmup": a.warmup,
+        "compile_seconds": round(compile_s, 2),
+        "train_images_per_second": round(train_ips, 1),
+        "train_images_per_second_runs": [round(r, 1) for r in train_rates],
+        "final_loss": float(metrics["loss"]),
+    }
+    if not a.no_eval:
+        eval_batch = {**batch, "mask": jnp.ones((a.batch_size,), bool)}
+        eval_state = holder["state"]
+        eval_fn = jax.jit(trainer.eval_step)
+        t0 = time.perf_counter()
+        eval_compiled = eval_fn.lower(eval_state, eval_batch).compile()
+        result["eval_compile_seconds"] = round(time.perf_counter() - t0, 2)
+
+        def eval_steps(n):
+            for _ in range(n):
+                out = eval_compiled(eval_state, eval_batch)
+            jax.block_until_ready(out)
+
+        eval_steps(max(a.warmup, 1))
+        eval_ips, _ = _median_rate(lambda: eval_steps(a.steps), a.repeats, a.steps * a.batch_size)
+        result["eval_images_per_second"] = round(eval_ips, 1)
+    result["peak_device_memory_bytes"] = peak_memory_bytes()
+    result["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    result["host_cpu"] = cpu_model()
+    result["host_cores"] = os.cpu_count()
+    result["jax"] = jax.__version__
+    return result
+
+
+def main(argv=None):
+    result = run(parse_args(argv))
+    print(json.dumps(result, indent=1))
+    print(f"train_step images_per_second={result['train_images_per_second']}")
+
+
+if __name__ == "__main__":
+    main()

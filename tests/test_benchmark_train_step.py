@@ -1,0 +1,33 @@
+"""benchmarks/train_step.py runs the real train step and prints JSON plus the summary line."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_train_step", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_prints_json_and_last_line(capsys):
+    _load().main(["--batch-size", "4", "--image-size", "32", "--width", "0.25", "--stem-strides", "2",
+                  "--steps", "1", "--repeats", "2", "--warmup", "0"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("train_step images_per_second=")
+    result = json.loads("\n".join(out[:-1]))
+    assert result["train_images_per_second"] == float(out[-1].split("=")[1]) > 0
+    assert result["eval_images_per_second"] > 0 and result["compile_seconds"] > 0
+    assert len(result["train_images_per_second_runs"]) == 2
+    assert result["depthwise"] in ("grouped", "shift_add", "shift_add_vjp")
+
+
+def test_rejects_bad_flags():
+    with pytest.raises(SystemExit):
+        _load().parse_args(["--steps", "0"])
