@@ -169,7 +169,7 @@ def test_external_sigterm_exits_0_fast_then_nan_run_keeps_the_good_checkpoint(co
     assert job.proc.returncode == 0, stderr[-3000:]
     stopped = int(re.search(r"preempted at step (\d+)", stderr).group(1))
     assert stopped >= 4 and checkpoint_steps(workdir)[-1] == stopped
-    assert seconds < 20, seconds   # measured 4.4-5.9 s on 2 busy cores: finish the step, save, tear down
+    assert seconds < 30, seconds   # measured 4.4-13.7 s on 2 busy cores: the step (and its eval, if due), save, exit
     print(f"SIGTERM to exit: {seconds:.1f} s (stopped at step {stopped})")
 
     # The next run resumes from it; an absurd learning rate makes it diverge at once.
