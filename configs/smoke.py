@@ -20,7 +20,7 @@ def get_config():
     c.crop_padding = 4
     c.cutout_size = 0
     c.batch_size = 32
-    c.num_epochs = 3
+    c.num_epochs = 5
     c.learning_rate = 0.05
     c.warmup_epochs = 1
     c.label_smoothing = 0.0

@@ -53,7 +53,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.cutout_size = 32                    # 0 disables cutout
     c.mean = (0.4467, 0.4398, 0.4066)     # STL10 per-channel mean, in [0, 1] units
     c.std = (0.2603, 0.2566, 0.2713)      # STL10 per-channel std
-    c.shuffle_buffer = 5_000              # the whole STL10 train split
     c.cache = True
 
     # Optimisation.

@@ -14,7 +14,7 @@ Design, and why:
 - Augmentation runs on whole batches as one XLA-compiled function (crop, flip, normalisation
   and cutout fuse into a single pass), about four times faster than the same ops run one by
   one by TF; two CPU cores then stay well ahead of an accelerator.
-- config.shuffle_buffer is not needed: each epoch permutes the whole in-memory split.
+- No shuffle buffer: each epoch permutes the whole in-memory split.
   config.cache=False only stops keeping decoded splits between calls (for memory); a stream
   still holds its shard in memory while it runs.
 - Evaluation pads the last batch and carries a mask, and every process yields the same number
