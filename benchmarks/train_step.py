@@ -39,7 +39,7 @@ def parse_args(argv=None):
                    help="compute dtype; bfloat16 sets config.half_precision (parameters stay float32)")
     p.add_argument("--steps", type=int, default=10, help="steps per timed run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation (3, as the PyTorch peer)")
     p.add_argument("--depthwise", default="auto", help="config.depthwise_implementation")
     p.add_argument("--width", type=float, default=1.0, help="config.width_multiplier")
     p.add_argument("--stem-strides", type=int, default=None, help="config.stem_strides (default: the config's)")

@@ -78,6 +78,7 @@ def reuse_freed_host_memory() -> bool:
     if libc is None or not backend_will_be_cpu():
         return False
     # One arena: other arenas are 64 MB heaps that fall back to mmap for larger blocks.
-    # No mmap and no trimming: freed blocks stay mapped for the next step.
-    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+    # No mmap and no trimming (-1 is the largest threshold: mallopt takes an int, glibc a size_t):
+    # freed blocks stay mapped for the next step.
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
     return all(libc.mallopt(param, value) == 1 for param, value in settings)
