@@ -40,6 +40,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     _quiet_libraries()
     import jax
+
+    from senet_jax.host_memory import reuse_freed_host_memory
+
+    reuse_freed_host_memory()  # before any backend starts: see senet_jax/host_memory.py
     import tensorflow as tf
 
     import tensorflow_datasets as tfds

@@ -6,7 +6,8 @@
 Prints one JSON object (compile time, median steady-state training and evaluation
 images/s over --repeats timed runs of --steps steps each, after --warmup untimed
 steps, peak device memory where the backend reports it), then the last line
-`train_step images_per_second=N`. Images are random: this measures compute only,
+`train_step images_per_second=N`. Like train.py, it keeps freed host memory for reuse
+on XLA:CPU (senet_jax/host_memory.py; SENET_JAX_REUSE_HOST_MEMORY=0 turns that off). Images are random: this measures compute only,
 not the input pipeline (benchmarks/input_pipeline.py does that).
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from configs import stl10
 from senet_jax import trainer
+from senet_jax.host_memory import reuse_freed_host_memory
 from senet_jax.models.depthwise import resolve_implementation
 
 
@@ -37,7 +39,7 @@ def parse_args(argv=None):
                    help="compute dtype; bfloat16 sets config.half_precision (parameters stay float32)")
     p.add_argument("--steps", type=int, default=10, help="steps per timed run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation (3, as the PyTorch peer)")
     p.add_argument("--depthwise", default="auto", help="config.depthwise_implementation")
     p.add_argument("--width", type=float, default=1.0, help="config.width_multiplier")
     p.add_argument("--stem-strides", type=int, default=None, help="config.stem_strides (default: the config's)")
@@ -95,6 +97,8 @@ def peak_memory_bytes():
 
 
 def run(a):
+    # As train.py does: on XLA:CPU, reuse freed host memory across steps (senet_jax/host_memory.py).
+    host_memory_reused = reuse_freed_host_memory()
     config = make_config(a)
     model = trainer.create_model(config, a.num_classes)
     image_shape = (a.image_size, a.image_size, 3)
@@ -129,6 +133,7 @@ def run(a):
         "train_images_per_second": round(train_ips, 1),
         "train_images_per_second_runs": [round(r, 1) for r in train_rates],
         "final_loss": float(metrics["loss"]),
+        "host_memory_reused": host_memory_reused,
     }
     if not a.no_eval:
         eval_batch = {**batch, "mask": jnp.ones((a.batch_size,), bool)}

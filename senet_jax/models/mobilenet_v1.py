@@ -57,7 +57,10 @@ class PointwiseConv(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features), self.param_dtype)
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         if jax.default_backend() == "cpu":
-            return lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+            # As a 2-D product: autodiff's weight gradient then contracts one leading axis,
+            # which XLA:CPU's matmul reads in place; over (N, H, W) it transposes the cotangent first.
+            y = lax.dot_general(x.reshape(-1, x.shape[-1]), kernel[0, 0], (((1,), (0,)), ((), ())))
+            return y.reshape(*x.shape[:-1], self.features)
         return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -92,7 +95,10 @@ class StemConv(nn.Module):
         patches = jnp.concatenate([
             lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
             for i in range(kh) for j in range(kw)], axis=-1)
-        return lax.dot_general(patches, kernel.reshape(kh * kw * c, self.features), (((3,), (0,)), ((), ())))
+        # 2-D for the same reason as PointwiseConv: no transposed copy of the cotangent.
+        y = lax.dot_general(patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, self.features),
+                            (((1,), (0,)), ((), ())))
+        return y.reshape(n, ho, wo, self.features)
 
 
 class SeparableBlock(nn.Module):
