@@ -5,6 +5,8 @@
 It generates a small archive in STL10's official binary layout under the workdir and
 feeds it through the same code path as the real job (the tfds STL10 builder, offline).
 Expected result: accuracy well above chance (10%) on the generated, learnable images.
+Measured here (2-core CPU, 2026-11-28): test accuracy 0.80 on 160 images after 75 steps,
+60 s wall clock including dataset preparation and compilation.
 """
 
 from configs import stl10
