@@ -51,6 +51,21 @@ def test_kernel_grad_chunking_covers_every_image(monkeypatch):
         np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_one_pass_kernel_grad_matches_grouped(monkeypatch, chunk):
+    # The test shapes are below the size where the one-pass reduction is chosen: force it.
+    monkeypatch.setattr(depthwise, "ONE_PASS_MIN_PIXELS", 0)
+    monkeypatch.setattr(depthwise, "ONE_PASS_CHUNK", chunk)
+    rng = np.random.RandomState(chunk)
+    for shape in SHAPES:
+        x = jnp.asarray(rng.randn(*shape).astype(np.float32))
+        k = jnp.asarray(rng.randn(3, 3, 1, shape[-1]).astype(np.float32))
+        dx, dk = jax.jit(jax.grad(_loss(depthwise.shift_add_vjp, (1, 1)), (0, 1)))(x, k)
+        dx_ref, dk_ref = jax.grad(_loss(grouped_conv, (1, 1)), (0, 1))(x, k)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("backend,expected", [("cpu", depthwise.AUTO_BY_BACKEND["cpu"]), ("gpu", "grouped"), ("tpu", "grouped")])
 def test_auto_resolves_per_backend(monkeypatch, backend, expected):
     monkeypatch.setattr(jax, "default_backend", lambda: backend)
