@@ -45,7 +45,6 @@ def main(argv):
 
     reuse_freed_host_memory()  # before any backend starts: see senet_jax/host_memory.py
     import tensorflow as tf
-
     import tensorflow_datasets as tfds
 
     tf.config.set_visible_devices([], "GPU")  # TensorFlow only feeds data; the accelerator is JAX's
