@@ -40,30 +40,28 @@ def test_formulation_matches_grouped(name, stride):
         np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-4)
 
 
-def test_kernel_grad_chunking_covers_every_image(monkeypatch):
-    # A batch that is not a multiple of the chunk, and one that is, must both sum all images.
-    monkeypatch.setattr(depthwise, "KERNEL_GRAD_CHUNK", 2)
-    for n in (3, 4):
-        x = jnp.asarray(np.random.RandomState(n).randn(n, 6, 6, 4).astype(np.float32))
-        k = jnp.ones((3, 3, 1, 4))
-        dk = jax.grad(lambda k: jnp.sum(depthwise.shift_add_vjp(x, k, (1, 1), PAD)))(k)
-        dk_ref = jax.grad(lambda k: jnp.sum(grouped_conv(x, k, (1, 1), PAD)))(k)
-        np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("chunk", [1, 2, 5])
-def test_one_pass_kernel_grad_matches_grouped(monkeypatch, chunk):
-    # The test shapes are below the size where the one-pass reduction is chosen: force it.
-    monkeypatch.setattr(depthwise, "ONE_PASS_MIN_PIXELS", 0)
-    monkeypatch.setattr(depthwise, "ONE_PASS_CHUNK", chunk)
-    rng = np.random.RandomState(chunk)
-    for shape in SHAPES:
+@pytest.mark.parametrize("stride", [1, 2])
+def test_kernel_grad_matches_grouped_on_larger_inputs(stride):
+    # Many images and rows per channel: the two-stage sum (over W, then over N and H) must still
+    # cover every pixel exactly once, for even and odd sizes.
+    rng = np.random.RandomState(10 + stride)
+    for shape in [(16, 24, 24, 8), (9, 13, 11, 5)]:
         x = jnp.asarray(rng.randn(*shape).astype(np.float32))
         k = jnp.asarray(rng.randn(3, 3, 1, shape[-1]).astype(np.float32))
-        dx, dk = jax.jit(jax.grad(_loss(depthwise.shift_add_vjp, (1, 1)), (0, 1)))(x, k)
-        dx_ref, dk_ref = jax.grad(_loss(grouped_conv, (1, 1)), (0, 1))(x, k)
-        np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+        dk = jax.jit(jax.grad(_loss(depthwise.shift_add_vjp, (stride, stride)), 1))(x, k)
+        dk_ref = jax.grad(_loss(grouped_conv, (stride, stride)), 1)(x, k)
         np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-4)
+
+
+def test_kernel_grad_accumulates_bfloat16_in_float32():
+    rng = np.random.RandomState(3)
+    x = jnp.asarray(rng.randn(8, 12, 12, 16).astype(np.float32)).astype(jnp.bfloat16)
+    k = jnp.asarray(rng.randn(3, 3, 1, 16).astype(np.float32)).astype(jnp.bfloat16)
+    dk = jax.grad(lambda k: jnp.sum(depthwise.shift_add_vjp(x, k, (1, 1), PAD).astype(jnp.float32)))(k)
+    assert dk.dtype == jnp.bfloat16
+    dk_ref = jax.grad(lambda k: jnp.sum(grouped_conv(x.astype(jnp.float32), k, (1, 1), PAD)))(k.astype(jnp.float32))
+    # Only the final rounding to bfloat16 (8 bits of mantissa) separates them.
+    np.testing.assert_allclose(dk.astype(jnp.float32), dk_ref, rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.parametrize("backend,expected", [("cpu", depthwise.AUTO_BY_BACKEND["cpu"]), ("gpu", "grouped"), ("tpu", "grouped")])

@@ -7,8 +7,8 @@ formulation is chosen by name (or automatically by backend).
 Measured on a 2-core AVX-512 CPU (SE-MobileNetV1 train step, 96x96, batch 64; see
 benchmarks/RESULTS.md): XLA:CPU's grouped convolution, and above all its kernel
 gradient, is several times slower than nine shifted multiply-adds; the kernel
-gradient of those is in turn fastest when reduced a few images at a time, so the
-operands stay in cache instead of streaming nine full-size temporaries.
+gradient of those is fastest as one fused reduction that reads x and the cotangent
+once and keeps few, small partial sums.
 """
 
 import functools
@@ -22,15 +22,6 @@ from jax import lax
 # formulation(x, kernel, strides, padding) -> y, with kernel shaped (kh, kw, 1, C)
 # exactly like nn.Conv(feature_group_count=C), so checkpoints do not depend on it.
 Formulation = Callable[[jnp.ndarray, jnp.ndarray, Tuple[int, int], Sequence[Tuple[int, int]]], jnp.ndarray]
-
-# Images per step of the batched kernel-gradient reduction ("shift_add_vjp").
-KERNEL_GRAD_CHUNK = 4
-# Stride-1 layers with at least this many output pixels per image reduce the nine taps
-# in one pass (a variadic reduction), this many images per step. Measured on the 2-core
-# CPU at batch 64: 48x48x32 16 -> 11-14 ms, 24x24x128 14 -> 11 ms; smaller or strided
-# layers were slower that way (the per-step overhead dominates), so they keep nine sums.
-ONE_PASS_MIN_PIXELS = 144
-ONE_PASS_CHUNK = 2
 
 
 def grouped_conv(x, kernel, strides, padding):
@@ -73,38 +64,23 @@ def shift_add(x, kernel, strides, padding):
 
 
 def _kernel_grad(x, g, kernel_hw, strides, padding):
-    """d loss / d kernel: per tap, sum of tap * g (at least float32), accumulated over small groups of images.
+    """d loss / d kernel: per tap, the sum over N, H, W of tap * g, accumulated in at least float32.
 
-    Each group is sliced from the unpadded input and padded inside the loop, so the
-    padded copy and the nine products of one group stay in cache.
+    One variadic reduction over W only gives the nine taps' partial sums per (image,
+    row, channel): XLA fuses the nine windows into it, so x and g are read once, and
+    what remains (nine arrays of N*H*C) is summed afterwards. Reducing over all of
+    N, H, W at once, or nine separate reductions, or a loop over small groups of
+    images were each measured slower (benchmarks/RESULTS.md).
     """
     kh, kw = kernel_hw
     out_hw = g.shape[1:3]
     acc_dtype = jnp.promote_types(g.dtype, jnp.float32)
-
-    one_pass = strides == (1, 1) and out_hw[0] * out_hw[1] >= ONE_PASS_MIN_PIXELS
-
-    def taps_dot_g(x_part, g_part):
-        xp = _pad(x_part, padding)
-        products = [_tap(xp, i, j, out_hw, strides) * g_part for i in range(kh) for j in range(kw)]
-        if one_pass:
-            # One reduction with nine outputs: XLA fuses the nine windows into it and reads
-            # x and g once, where nine separate reductions each materialise their window.
-            zeros = tuple(jnp.zeros((), acc_dtype) for _ in products)
-            sums = lax.reduce(tuple(p.astype(acc_dtype) for p in products), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (0, 1, 2))
-            return jnp.stack(sums)
-        return jnp.stack([jnp.sum(p, axis=(0, 1, 2), dtype=acc_dtype) for p in products])
-
-    n = g.shape[0]
-    limit = ONE_PASS_CHUNK if one_pass else KERNEL_GRAD_CHUNK
-    chunk = max(c for c in range(1, min(limit, n) + 1) if n % c == 0)
-    if chunk == n:
-        dk = taps_dot_g(x, g)
-    else:
-        def body(step, acc):
-            part = lambda a: lax.dynamic_slice_in_dim(a, step * chunk, chunk, 0)
-            return acc + taps_dot_g(part(x), part(g))
-        dk = lax.fori_loop(0, n // chunk, body, jnp.zeros((kh * kw, g.shape[-1]), acc_dtype))
+    xp = _pad(x, padding)
+    g = g.astype(acc_dtype)
+    products = tuple(_tap(xp, i, j, out_hw, strides).astype(acc_dtype) * g for i in range(kh) for j in range(kw))
+    zeros = tuple(jnp.zeros((), acc_dtype) for _ in products)
+    row_sums = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (2,))
+    dk = jnp.stack([jnp.sum(r, axis=(0, 1)) for r in row_sums])
     return dk.reshape(kh, kw, 1, g.shape[-1])
 
 
