@@ -33,6 +33,21 @@ def batch_stats(x: jnp.ndarray, axis_name: Optional[str], use_fast_variance: boo
     return mean, pmean(jnp.mean(jnp.square(x - mean), axes))
 
 
+def _channel_sums(*arrays):
+    """Sums over all but the last axis of equally shaped arrays, reading them once.
+
+    One variadic reduction over the second-to-last axis (W for NHWC), then a sum of the
+    small remainder: on XLA:CPU this was 1.2-2.5x faster than one sum per array over all
+    leading axes at once (benchmarks/RESULTS.md).
+    """
+    x = arrays[0]
+    if x.ndim < 3:
+        return tuple(jnp.sum(a, axis=tuple(range(x.ndim - 1))) for a in arrays)
+    zeros = tuple(jnp.zeros((), a.dtype) for a in arrays)
+    partial = lax.reduce(arrays, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (x.ndim - 2,))
+    return tuple(jnp.sum(p, axis=tuple(range(p.ndim - 1))) for p in partial)
+
+
 def _compute_dtype(x):
     return jnp.promote_types(x.dtype, jnp.float32)
 
@@ -64,8 +79,7 @@ def _bn_relu_bwd(epsilon, axis_name, use_fast_variance, residuals, cotangents):
     inv = lax.rsqrt(var + epsilon)
     x_hat = (x.astype(_compute_dtype(x)) - mean) * inv
     g = jnp.where(x_hat * scale + bias > 0, g, 0.0)
-    axes = tuple(range(x.ndim - 1))
-    d_bias, d_scale = jnp.sum(g, axes), jnp.sum(g * x_hat, axes)
+    d_bias, d_scale = _channel_sums(g, g * x_hat)
     count = x.size // x.shape[-1]
     mean_g, mean_gx = d_bias / count, d_scale / count
     if axis_name is not None:
