@@ -28,6 +28,7 @@ from configs import stl10
 from senet_jax import trainer
 from senet_jax.host_memory import reuse_freed_host_memory
 from senet_jax.models.depthwise import resolve_implementation
+from senet_jax.models.mobilenet_v1 import resolve_conv_implementation
 
 
 def parse_args(argv=None):
@@ -41,6 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation (3, as the PyTorch peer)")
     p.add_argument("--depthwise", default="auto", help="config.depthwise_implementation")
+    p.add_argument("--conv", default="auto", help="config.conv_implementation (1x1 and stem convolutions)")
     p.add_argument("--width", type=float, default=1.0, help="config.width_multiplier")
     p.add_argument("--stem-strides", type=int, default=None, help="config.stem_strides (default: the config's)")
     p.add_argument("--num-classes", type=int, default=10)
@@ -61,6 +63,7 @@ def make_config(a):
     c.batch_size = a.batch_size
     c.half_precision = a.dtype == "bfloat16"
     c.depthwise_implementation = a.depthwise
+    c.conv_implementation = a.conv
     c.width_multiplier = a.width
     if a.stem_strides is not None:
         c.stem_strides = a.stem_strides
@@ -126,7 +129,8 @@ def run(a):
     result = {
         "model": a.model, "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
         "batch_size": a.batch_size, "image_size": a.image_size, "dtype": a.dtype,
-        "depthwise": resolve_implementation(a.depthwise), "width_multiplier": a.width,
+        "depthwise": resolve_implementation(a.depthwise),
+        "conv": resolve_conv_implementation(a.conv), "width_multiplier": a.width,
         "stem_strides": config.stem_strides, "num_classes": a.num_classes,
         "steps": a.steps, "repeats": a.repeats, "warmup": a.warmup,
         "compile_seconds": round(compile_s, 2),

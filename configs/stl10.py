@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.se_reduction = 16
     c.dropout_rate = 0.2
     c.depthwise_implementation = "auto"   # or "grouped", ... (senet_jax.models.depthwise)
+    c.conv_implementation = "auto"        # 1x1 and stem convs: "matmul" (CPU) or "native" (GPU/TPU)
     c.half_precision = False              # bfloat16 compute, float32 parameters
 
     # Data (senet_jax.input_pipeline).

@@ -61,13 +61,15 @@ def validate(config, *, workdir: Optional[str] = None, device_count: Optional[in
     from senet_jax.input_pipeline import CROPS
     from senet_jax.models import list_models
     from senet_jax.models.depthwise import FORMULATIONS
-    from senet_jax.models.mobilenet_v1 import total_stride
+    from senet_jax.models.mobilenet_v1 import CONV_IMPLEMENTATIONS, total_stride
 
     _check_choice(config, "model", list_models())
     _check_choice(config, "optimizer", trainer.OPTIMIZERS)
     _check_choice(config, "schedule", trainer.SCHEDULES)
     _check_choice(config, "crop", CROPS)
     _check_choice(config, "depthwise_implementation", {"auto", *FORMULATIONS})
+    if "conv_implementation" in config:  # configs written before the field existed mean "auto"
+        _check_choice(config, "conv_implementation", {"auto", *CONV_IMPLEMENTATIONS})
     _check_choice(config, "stem_strides", {1, 2})
     for field in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                   "image_size", "se_reduction"):

@@ -32,7 +32,7 @@ import os
 import shutil
 import socket
 import urllib.parse
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 

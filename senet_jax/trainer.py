@@ -12,9 +12,8 @@ import os
 import shutil
 import signal
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -54,7 +53,7 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int, axis_name:
         config.model, num_classes=num_classes, width_multiplier=config.width_multiplier,
         stem_strides=config.stem_strides, se_reduction=config.se_reduction,
         dropout_rate=config.dropout_rate, depthwise_implementation=config.depthwise_implementation,
-        bn_axis_name=axis_name, dtype=jnp.bfloat16 if config.half_precision else jnp.float32)
+        conv_implementation=config.get("conv_implementation", "auto"), bn_axis_name=axis_name, dtype=jnp.bfloat16 if config.half_precision else jnp.float32)
 
 
 def _warmup_cosine(config, steps_per_epoch: int) -> optax.Schedule:

@@ -28,6 +28,8 @@ BAD_FIELDS = [
     ({"dataset": "stl11"}, "dataset", "--config.dataset=stl10"),
     ({"optimizer": "sgdd"}, "optimizer", "--config.optimizer="),
     ({"schedule": "cosine"}, "schedule", "--config.schedule="),
+    ({"depthwise_implementation": "im2row"}, "depthwise_implementation", "--config.depthwise_implementation="),
+    ({"conv_implementation": "winograd"}, "conv_implementation", "--config.conv_implementation="),
     ({"batch_size": 100}, "batch_size", "multiple of 8"),
     ({"batch_size": 0}, "batch_size", "positive integer"),
     ({"batch_size": -16}, "batch_size", "positive integer"),
@@ -49,6 +51,14 @@ def test_bad_field_is_named_with_the_fix(overrides, field, fix):
     with pytest.raises(config_lib.ConfigError, match=rf"^config\.{field}: .*{fix}") as e:
         config_lib.validate(config, device_count=8)
     assert "\n" not in str(e.value)
+
+
+def test_config_without_conv_implementation_still_validates():
+    # Config files written before the field existed keep working ("auto").
+    config = stl10.get_config()
+    del config["conv_implementation"]
+    config_lib.validate(config, device_count=8)
+    assert trainer.create_model(config, 10).conv_implementation == "auto"
 
 
 def test_defaults_and_smoke_config_are_valid(tmp_path):

@@ -1,5 +1,7 @@
 """Every depthwise formulation must be the grouped convolution, outputs and gradients."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,7 +11,7 @@ import pytest
 from senet_jax.models import create_model
 from senet_jax.models import depthwise
 from senet_jax.models.depthwise import FORMULATIONS, DepthwiseConv, grouped_conv, resolve_implementation
-from senet_jax.models.mobilenet_v1 import PointwiseConv, StemConv
+from senet_jax.models.mobilenet_v1 import PointwiseConv, StemConv, resolve_conv_implementation
 
 PAD = ((1, 1), (1, 1))
 # (batch, height, width, channels): odd and even sizes, several channel counts.
@@ -85,12 +87,14 @@ def test_depthwise_module_params_match_grouped_conv():
     assert jax.tree.map(jnp.shape, ours) == jax.tree.map(jnp.shape, native)
 
 
+@pytest.mark.parametrize("implementation", ["matmul", "native", "auto"])
 @pytest.mark.parametrize("module,native", [
-    (PointwiseConv(12), nn.Conv(12, (1, 1), use_bias=False)),
-    (StemConv(8, strides=(2, 2)), nn.Conv(8, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False)),
-    (StemConv(8, strides=(1, 1)), nn.Conv(8, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)),
+    (functools.partial(PointwiseConv, 12), nn.Conv(12, (1, 1), use_bias=False)),
+    (functools.partial(StemConv, 8, strides=(2, 2)), nn.Conv(8, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=False)),
+    (functools.partial(StemConv, 8, strides=(1, 1)), nn.Conv(8, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)),
 ])
-def test_cpu_convolutions_match_nn_conv(module, native):
+def test_convolutions_match_nn_conv(module, native, implementation):
+    module = module(implementation=implementation)
     x = jnp.asarray(np.random.RandomState(0).randn(2, 7, 8, 5).astype(np.float32))
     params = native.init(jax.random.PRNGKey(1), x)
     assert jax.tree.map(jnp.shape, module.init(jax.random.PRNGKey(1), x)) == jax.tree.map(jnp.shape, params)
@@ -100,6 +104,26 @@ def test_cpu_convolutions_match_nn_conv(module, native):
     g_ref = jax.grad(lambda p, x: jnp.sum(jnp.sin(native.apply(p, x))), (0, 1))(params, x)
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend,expected", [("cpu", "matmul"), ("gpu", "native"), ("tpu", "native")])
+def test_conv_implementation_auto_resolves_per_backend(monkeypatch, backend, expected):
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    assert resolve_conv_implementation("auto") == expected
+    assert resolve_conv_implementation("native") == "native"
+    with pytest.raises(ValueError, match="conv implementation 'im2col' is unknown"):
+        resolve_conv_implementation("im2col")
+
+
+def test_conv_implementation_picks_the_code_path():
+    # "native" must really lower to a convolution and "matmul" to dot products only.
+    x = jnp.ones((1, 6, 6, 3))
+    for impl, has_conv in (("native", True), ("matmul", False)):
+        model = create_model("se_mobilenet_v1", num_classes=4, width_multiplier=0.25, conv_implementation=impl,
+                             depthwise_implementation="shift_add_vjp")
+        variables = model.init(jax.random.PRNGKey(0), x)
+        hlo = jax.jit(model.apply).lower(variables, x).as_text()
+        assert ("convolution" in hlo) == has_conv, impl
 
 
 def test_model_formulations_agree_and_param_counts_hold():

@@ -4,7 +4,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from training_runs import (TINY_STEPS, assert_same_as_reference, assert_trees_identical, checkpoint_steps, load_state,
                            run_train)

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from senet_jax.models import backend_choice
+
 # formulation(x, kernel, strides, padding) -> y, with kernel shaped (kh, kw, 1, C)
 # exactly like nn.Conv(feature_group_count=C), so checkpoints do not depend on it.
 Formulation = Callable[[jnp.ndarray, jnp.ndarray, Tuple[int, int], Sequence[Tuple[int, int]]], jnp.ndarray]
@@ -131,11 +133,7 @@ AUTO_BY_BACKEND: Dict[str, str] = {"cpu": "shift_add_vjp"}
 
 def resolve_implementation(name: str) -> str:
     """Maps "auto" to the fastest formulation measured for the default backend."""
-    if name == "auto":
-        return AUTO_BY_BACKEND.get(jax.default_backend(), "grouped")
-    if name not in FORMULATIONS:
-        raise ValueError(f"depthwise implementation {name!r} is unknown: use 'auto' or one of {sorted(FORMULATIONS)}")
-    return name
+    return backend_choice.resolve("depthwise", name, FORMULATIONS, AUTO_BY_BACKEND, "grouped")
 
 
 class DepthwiseConv(nn.Module):

@@ -5,10 +5,10 @@ import functools
 from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import lax
 
+from senet_jax.models import backend_choice
 from senet_jax.models.depthwise import DepthwiseConv
 from senet_jax.models.norm import BatchNormReLU
 from senet_jax.models.se import SqueezeExcite
@@ -38,16 +38,28 @@ def scale_width(features: int, width_multiplier: float) -> int:
 
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
+# How the 1x1 and stem convolutions run: "matmul" (2-D matrix products, fastest on XLA:CPU)
+# or "native" (lax.conv_general_dilated, fastest on GPU/TPU). Both are exact.
+CONV_IMPLEMENTATIONS = ("matmul", "native")
+# Backend -> what conv_implementation="auto" picks; unlisted backends get "native".
+AUTO_CONV_BY_BACKEND = {"cpu": "matmul"}
+
+
+def resolve_conv_implementation(name: str) -> str:
+    """Maps "auto" to the implementation measured fastest on the default backend."""
+    return backend_choice.resolve("conv", name, CONV_IMPLEMENTATIONS, AUTO_CONV_BY_BACKEND, "native")
+
 
 class PointwiseConv(nn.Module):
     """A bias-free 1x1 convolution, parameters exactly as nn.Conv(features, (1, 1)).
 
-    On CPU it runs as one matrix product over [N*H*W, C]: XLA:CPU's matmul path
-    trains these layers about 3x faster than its 1x1 convolution path (measured,
-    benchmarks/RESULTS.md). Elsewhere the native convolution is kept.
+    With implementation "matmul" (the "auto" choice on CPU) it runs as one matrix
+    product over [N*H*W, C]: XLA:CPU's matmul path trains these layers about 3x faster
+    than its 1x1 convolution path (measured, benchmarks/RESULTS.md).
     """
 
     features: int
+    implementation: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Any = he_normal
@@ -56,7 +68,7 @@ class PointwiseConv(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features), self.param_dtype)
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        if jax.default_backend() == "cpu":
+        if resolve_conv_implementation(self.implementation) == "matmul":
             # As a 2-D product: autodiff's weight gradient then contracts one leading axis,
             # which XLA:CPU's matmul reads in place; over (N, H, W) it transposes the cotangent first.
             y = lax.dot_general(x.reshape(-1, x.shape[-1]), kernel[0, 0], (((1,), (0,)), ((), ())))
@@ -67,15 +79,16 @@ class PointwiseConv(nn.Module):
 class StemConv(nn.Module):
     """A bias-free k x k convolution, parameters exactly as nn.Conv(features, (k, k)).
 
-    On CPU it runs as patches [N, H', W', k*k*C] times the kernel reshaped to
-    [k*k*C, F]: with only 3 input channels XLA:CPU's convolution path is slow, and
-    the image needs no gradient, so the patches cost one cheap pass (measured,
-    benchmarks/RESULTS.md).
+    With implementation "matmul" (the "auto" choice on CPU) it runs as patches
+    [N, H', W', k*k*C] times the kernel reshaped to [k*k*C, F]: with only 3 input
+    channels XLA:CPU's convolution path is slow, and the image needs no gradient, so
+    the patches cost one cheap pass (measured, benchmarks/RESULTS.md).
     """
 
     features: int
     kernel_size: Tuple[int, int] = (3, 3)
     strides: Tuple[int, int] = (1, 1)
+    implementation: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Any = he_normal
@@ -86,7 +99,7 @@ class StemConv(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype)
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         padding = ((kh // 2, kh // 2), (kw // 2, kw // 2))
-        if jax.default_backend() != "cpu":
+        if resolve_conv_implementation(self.implementation) == "native":
             return lax.conv_general_dilated(x, kernel, self.strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
         (sh, sw), (n, h, w, c) = self.strides, x.shape
         ho, wo = (h + 2 * (kh // 2) - kh) // sh + 1, (w + 2 * (kw // 2) - kw) // sw + 1
@@ -109,6 +122,7 @@ class SeparableBlock(nn.Module):
     use_se: bool
     se_options: Any
     depthwise_implementation: str
+    conv_implementation: str
     norm: Any
     dtype: Any
     param_dtype: Any
@@ -118,7 +132,7 @@ class SeparableBlock(nn.Module):
         x = DepthwiseConv(strides=(self.strides, self.strides), implementation=self.depthwise_implementation,
                           dtype=self.dtype, param_dtype=self.param_dtype, name="depthwise")(x)
         x = self.norm(name="depthwise_bn")(x)
-        x = PointwiseConv(self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="pointwise")(x)
+        x = PointwiseConv(self.features, implementation=self.conv_implementation, dtype=self.dtype, param_dtype=self.param_dtype, name="pointwise")(x)
         x = self.norm(name="pointwise_bn")(x)
         if self.use_se:
             x = SqueezeExcite(**dict(self.se_options), dtype=self.dtype, param_dtype=self.param_dtype, name="se")(x)
@@ -149,6 +163,7 @@ class MobileNetV1(nn.Module):
     bn_epsilon: float = 1e-5
     bn_axis_name: Optional[str] = None
     depthwise_implementation: str = "auto"
+    conv_implementation: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -164,12 +179,13 @@ class MobileNetV1(nn.Module):
 
         x = x.astype(self.dtype)
         x = StemConv(scale_width(STEM_FEATURES, self.width_multiplier), strides=(self.stem_strides,) * 2,
-                     dtype=self.dtype, param_dtype=self.param_dtype, name="stem")(x)
+                     implementation=self.conv_implementation, dtype=self.dtype, param_dtype=self.param_dtype, name="stem")(x)
         x = norm(name="stem_bn")(x)
         for i, (features, strides) in enumerate(BLOCKS):
             x = SeparableBlock(features=scale_width(features, self.width_multiplier), strides=strides,
                                use_se=self.use_se and i in se_blocks, se_options=se_options,
-                               depthwise_implementation=self.depthwise_implementation, norm=norm,
+                               depthwise_implementation=self.depthwise_implementation,
+                               conv_implementation=self.conv_implementation, norm=norm,
                                dtype=self.dtype, param_dtype=self.param_dtype, name=f"block{i + 1:02d}")(x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
