@@ -50,39 +50,16 @@ def resolve_conv_implementation(name: str) -> str:
     return backend_choice.resolve("conv", name, CONV_IMPLEMENTATIONS, AUTO_CONV_BY_BACKEND, "native")
 
 
-class PointwiseConv(nn.Module):
-    """A bias-free 1x1 convolution, parameters exactly as nn.Conv(features, (1, 1)).
-
-    With implementation "matmul" (the "auto" choice on CPU) it runs as one matrix
-    product over [N*H*W, C]: XLA:CPU's matmul path trains these layers about 3x faster
-    than its 1x1 convolution path (measured, benchmarks/RESULTS.md).
-    """
-
-    features: int
-    implementation: str = "auto"
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    kernel_init: Any = he_normal
-
-    @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        kernel = self.param("kernel", self.kernel_init, (1, 1, x.shape[-1], self.features), self.param_dtype)
-        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        if resolve_conv_implementation(self.implementation) == "matmul":
-            # As a 2-D product: autodiff's weight gradient then contracts one leading axis,
-            # which XLA:CPU's matmul reads in place; over (N, H, W) it transposes the cotangent first.
-            y = lax.dot_general(x.reshape(-1, x.shape[-1]), kernel[0, 0], (((1,), (0,)), ((), ())))
-            return y.reshape(*x.shape[:-1], self.features)
-        return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-class StemConv(nn.Module):
-    """A bias-free k x k convolution, parameters exactly as nn.Conv(features, (k, k)).
+class Conv(nn.Module):
+    """A bias-free k x k convolution with symmetric padding k // 2; parameters exactly as nn.Conv.
 
     With implementation "matmul" (the "auto" choice on CPU) it runs as patches
-    [N, H', W', k*k*C] times the kernel reshaped to [k*k*C, F]: with only 3 input
-    channels XLA:CPU's convolution path is slow, and the image needs no gradient, so
-    the patches cost one cheap pass (measured, benchmarks/RESULTS.md).
+    [N*H'*W', k*k*C] times the kernel reshaped to [k*k*C, F] (for 1x1 the patches are
+    the input itself). XLA:CPU's matmul path trains the 1x1 layers about 3x faster than
+    its convolution path, and the 3-channel stem's convolution path is slow while its
+    image needs no gradient, so the patches cost one cheap pass (benchmarks/RESULTS.md).
+    The product is 2-D so that autodiff's weight gradient contracts one leading axis,
+    which XLA:CPU's matmul reads in place; over (N, H, W) it transposes the cotangent first.
     """
 
     features: int
@@ -108,10 +85,14 @@ class StemConv(nn.Module):
         patches = jnp.concatenate([
             lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
             for i in range(kh) for j in range(kw)], axis=-1)
-        # 2-D for the same reason as PointwiseConv: no transposed copy of the cotangent.
         y = lax.dot_general(patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, self.features),
                             (((1,), (0,)), ((), ())))
         return y.reshape(n, ho, wo, self.features)
+
+
+# The network's two uses: the 1x1 after each depthwise conv, and the k x k stem.
+PointwiseConv = functools.partial(Conv, kernel_size=(1, 1))
+StemConv = Conv
 
 
 class SeparableBlock(nn.Module):
