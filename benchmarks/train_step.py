@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 import jax
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import stl10
-from senet_jax import trainer
+from senet_jax import config as config_lib, trainer
 from senet_jax.host_memory import reuse_freed_host_memory
 from senet_jax.models.depthwise import resolve_implementation
 from senet_jax.models.mobilenet_v1 import resolve_conv_implementation
@@ -164,7 +165,13 @@ def run(a):
 
 
 def main(argv=None):
-    result = run(parse_args(argv))
+    a = parse_args(argv)
+    try:  # bad choices fail here in one line, as in train.py, before any compile work
+        config_lib.validate(make_config(a), device_count=1)
+    except config_lib.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    result = run(a)
     print(json.dumps(result, indent=1))
     print(f"train_step images_per_second={result['train_images_per_second']}")
 

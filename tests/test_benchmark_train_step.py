@@ -31,3 +31,12 @@ def test_prints_json_and_last_line(capsys):
 def test_rejects_bad_flags():
     with pytest.raises(SystemExit):
         _load().parse_args(["--steps", "0"])
+
+
+def test_bad_choice_fails_in_one_line_before_compiling(capsys):
+    with pytest.raises(SystemExit) as e:
+        _load().main(["--conv", "winograd"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: config.conv_implementation: 'winograd' is not known; use one of auto, matmul, native "
+                   "(e.g. --config.conv_implementation=auto)"]
