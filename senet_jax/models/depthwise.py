@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from senet_jax.models import backend_choice
+from senet_jax.models.reductions import channel_sums
 
 # formulation(x, kernel, strides, padding) -> y, with kernel shaped (kh, kw, 1, C)
 # exactly like nn.Conv(feature_group_count=C), so checkpoints do not depend on it.
@@ -68,11 +69,10 @@ def shift_add(x, kernel, strides, padding):
 def _kernel_grad(x, g, kernel_hw, strides, padding):
     """d loss / d kernel: per tap, the sum over N, H, W of tap * g, accumulated in at least float32.
 
-    One variadic reduction over W only gives the nine taps' partial sums per (image,
-    row, channel): XLA fuses the nine windows into it, so x and g are read once, and
-    what remains (nine arrays of N*H*C) is summed afterwards. Reducing over all of
-    N, H, W at once, or nine separate reductions, or a loop over small groups of
-    images were each measured slower (benchmarks/RESULTS.md).
+    The nine tap products go to one channel_sums call: XLA fuses the nine windows into
+    its reduction, so x and g are read once. Reducing over all of N, H, W at once, nine
+    separate reductions, or a loop over small groups of images were each measured
+    slower (benchmarks/RESULTS.md).
     """
     kh, kw = kernel_hw
     out_hw = g.shape[1:3]
@@ -80,9 +80,7 @@ def _kernel_grad(x, g, kernel_hw, strides, padding):
     xp = _pad(x, padding)
     g = g.astype(acc_dtype)
     products = tuple(_tap(xp, i, j, out_hw, strides).astype(acc_dtype) * g for i in range(kh) for j in range(kw))
-    zeros = tuple(jnp.zeros((), acc_dtype) for _ in products)
-    row_sums = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (2,))
-    dk = jnp.stack([jnp.sum(r, axis=(0, 1)) for r in row_sums])
+    dk = jnp.stack(channel_sums(*products))
     return dk.reshape(kh, kw, 1, g.shape[-1])
 
 
@@ -117,7 +115,7 @@ _shift_add_vjp.defvjp(_shift_add_fwd, _shift_add_bwd)
 
 
 def shift_add_vjp(x, kernel, strides, padding):
-    """shift_add with a hand-written backward: correlation for dx, cache-sized chunks for dk."""
+    """shift_add with a hand-written backward: correlation for dx, one fused reduction for dk."""
     return _shift_add_vjp(x, kernel, tuple(strides), tuple(tuple(p) for p in padding))
 
 
