@@ -28,8 +28,8 @@ import numpy as np
 from configs import stl10
 from senet_jax import config as config_lib, trainer
 from senet_jax.host_memory import reuse_freed_host_memory
-from senet_jax.models.depthwise import resolve_implementation
-from senet_jax.models.mobilenet_v1 import resolve_conv_implementation
+from senet_jax.models.ops.depthwise import resolve_implementation
+from senet_jax.models.ops.conv import resolve_conv_implementation
 
 
 def parse_args(argv=None):

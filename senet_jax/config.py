@@ -60,8 +60,9 @@ def validate(config, *, workdir: Optional[str] = None, device_count: Optional[in
     from senet_jax import trainer  # the registries live with the code that uses them
     from senet_jax.input_pipeline import CROPS
     from senet_jax.models import list_models
-    from senet_jax.models.depthwise import FORMULATIONS
-    from senet_jax.models.mobilenet_v1 import CONV_IMPLEMENTATIONS, total_stride
+    from senet_jax.models.ops.depthwise import FORMULATIONS
+    from senet_jax.models.mobilenet_v1 import total_stride
+    from senet_jax.models.ops.conv import CONV_IMPLEMENTATIONS
 
     _check_choice(config, "model", list_models())
     _check_choice(config, "optimizer", trainer.OPTIMIZERS)

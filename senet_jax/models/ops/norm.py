@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from senet_jax.models.reductions import channel_sums
+from senet_jax.models.ops.reductions import channel_sums
 
 
 def batch_stats(x: jnp.ndarray, axis_name: Optional[str], use_fast_variance: bool = True):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from senet_jax.models import create_model
-from senet_jax.models import depthwise
-from senet_jax.models.depthwise import FORMULATIONS, DepthwiseConv, grouped_conv, resolve_implementation
-from senet_jax.models.mobilenet_v1 import PointwiseConv, StemConv, resolve_conv_implementation
+from senet_jax.models.ops import depthwise
+from senet_jax.models.ops.depthwise import FORMULATIONS, DepthwiseConv, grouped_conv, resolve_implementation
+from senet_jax.models.ops.conv import PointwiseConv, StemConv, resolve_conv_implementation
 
 PAD = ((1, 1), (1, 1))
 # (batch, height, width, channels): odd and even sizes, several channel counts.

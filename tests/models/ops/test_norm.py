@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from senet_jax.models.norm import BatchNormReLU
+from senet_jax.models.ops.norm import BatchNormReLU
 
 
 def _pair(**kw):

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from senet_jax.models import backend_choice
-from senet_jax.models.reductions import channel_sums
+from senet_jax.models.ops import backend_choice
+from senet_jax.models.ops.reductions import channel_sums
 
 # formulation(x, kernel, strides, padding) -> y, with kernel shaped (kh, kw, 1, C)
 # exactly like nn.Conv(feature_group_count=C), so checkpoints do not depend on it.

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from senet_jax.models.reductions import channel_sums
+from senet_jax.models.ops.reductions import channel_sums
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7, 4), (2, 9, 6), (11, 3), (2, 1, 1, 8)])

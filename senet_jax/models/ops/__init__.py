@@ -1,0 +1,1 @@
+"""Kernels: exact formulations of the layers the architectures use, chosen per backend."""

@@ -1,0 +1,74 @@
+"""Dense k x k convolutions (the stem and the 1x1s) in two exact formulations.
+
+"matmul" runs them as 2-D matrix products, fastest on XLA:CPU; "native" is
+lax.conv_general_dilated, fastest on GPU/TPU (benchmarks/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import lax
+
+from senet_jax.models.ops import backend_choice
+
+he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+# How the 1x1 and stem convolutions run: "matmul" (2-D matrix products, fastest on XLA:CPU)
+# or "native" (lax.conv_general_dilated, fastest on GPU/TPU). Both are exact.
+CONV_IMPLEMENTATIONS = ("matmul", "native")
+# Backend -> what conv_implementation="auto" picks; unlisted backends get "native".
+AUTO_CONV_BY_BACKEND = {"cpu": "matmul"}
+
+
+def resolve_conv_implementation(name: str) -> str:
+    """Maps "auto" to the implementation measured fastest on the default backend."""
+    return backend_choice.resolve("conv", name, CONV_IMPLEMENTATIONS, AUTO_CONV_BY_BACKEND, "native")
+
+
+class Conv(nn.Module):
+    """A bias-free k x k convolution with symmetric padding k // 2; parameters exactly as nn.Conv.
+
+    With implementation "matmul" (the "auto" choice on CPU) it runs as patches
+    [N*H'*W', k*k*C] times the kernel reshaped to [k*k*C, F] (for 1x1 the patches are
+    the input itself). XLA:CPU's matmul path trains the 1x1 layers about 3x faster than
+    its convolution path, and the 3-channel stem's convolution path is slow while its
+    image needs no gradient, so the patches cost one cheap pass (benchmarks/RESULTS.md).
+    The product is 2-D so that autodiff's weight gradient contracts one leading axis,
+    which XLA:CPU's matmul reads in place; over (N, H, W) it transposes the cotangent first.
+    """
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (1, 1)
+    implementation: str = "auto"
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    kernel_init: Any = he_normal
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        kh, kw = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype)
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        padding = ((kh // 2, kh // 2), (kw // 2, kw // 2))
+        if resolve_conv_implementation(self.implementation) == "native":
+            return lax.conv_general_dilated(x, kernel, self.strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        (sh, sw), (n, h, w, c) = self.strides, x.shape
+        ho, wo = (h + 2 * (kh // 2) - kh) // sh + 1, (w + 2 * (kw // 2) - kw) // sw + 1
+        xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+        # Tap-major, channel-minor: the order of kernel.reshape(kh * kw * c, features).
+        patches = jnp.concatenate([
+            lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
+            for i in range(kh) for j in range(kw)], axis=-1)
+        y = lax.dot_general(patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, self.features),
+                            (((1,), (0,)), ((), ())))
+        return y.reshape(n, ho, wo, self.features)
+
+
+# The network's two uses: the 1x1 after each depthwise conv, and the k x k stem.
+PointwiseConv = functools.partial(Conv, kernel_size=(1, 1))
+StemConv = Conv
