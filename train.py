@@ -3,6 +3,7 @@
 Any config field can be overridden: --config.batch_size=256 --config.half_precision=True.
 Rerunning the same command resumes from the latest checkpoint in the workdir.
 """
+from __future__ import annotations
 
 import logging
 import os
@@ -14,9 +15,15 @@ from absl import app, flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Folder for checkpoints, TensorBoard summaries and results.json.")
-config_flags.DEFINE_config_file("config", None, "A config file, e.g. configs/stl10.py.", lock_config=True)
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs off TPU.")
+flags.DEFINE_string(
+    "workdir", None, "Folder for checkpoints, TensorBoard summaries and results.json."
+)
+config_flags.DEFINE_config_file(
+    "config", None, "A config file, e.g. configs/stl10.py.", lock_config=True
+)
+flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for multi-process runs off TPU."
+)
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -50,19 +57,27 @@ def main(argv):
     tf.config.set_visible_devices([], "GPU")  # TensorFlow only feeds data; the accelerator is JAX's
     tfds.disable_progress_bar()
     if FLAGS.coordinator_address:
-        if jax.config.jax_platforms in (None, "", "cpu") or jax.config.jax_platforms.startswith("cpu"):
+        if jax.config.jax_platforms in (None, "", "cpu") or jax.config.jax_platforms.startswith(
+            "cpu"
+        ):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):  # a multi-host TPU slice: auto-detected
         jax.distributed.initialize()
-    from senet_jax import config as config_lib, trainer
+    from senet_jax import config as config_lib
+    from senet_jax import trainer
     from senet_jax.checkpointing import IncompatibleCheckpointError
     from senet_jax.input_pipeline import DatasetUnavailableError, Stl10ArchiveError
 
     try:
         trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (config_lib.ConfigError, IncompatibleCheckpointError, DatasetUnavailableError, Stl10ArchiveError,
-            trainer.TrainingDivergedError) as e:
+    except (
+        config_lib.ConfigError,
+        IncompatibleCheckpointError,
+        DatasetUnavailableError,
+        Stl10ArchiveError,
+        trainer.TrainingDivergedError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -7,6 +7,7 @@
 Uses configs/stl10.py's augmentation (pad-crop, flip, cutout at 96x96) unless overridden, and
 times the numpy batches the trainer receives. Last line: ``input_pipeline images_per_second=N``.
 """
+from __future__ import annotations
 
 import argparse
 import os
@@ -48,16 +49,23 @@ def main():
         config.stl10_archive = stl10_format.write_stl10_archive(scratch.name, args.num_train, 100)
         config.data_dir = os.path.join(scratch.name, "tfds")
         input_pipeline.get_dataset_info(config)
-        print(f"generated and prepared {args.num_train} STL10-layout images in {time.perf_counter() - t:.1f} s")
+        print(
+            f"generated and prepared {args.num_train} STL10-layout images in {time.perf_counter() - t:.1f} s"
+        )
 
-    print(f"crop={config.crop} flip={config.flip} cutout_size={config.cutout_size} "
-          f"image_size={config.image_size} batch_size={config.batch_size} cpus={os.cpu_count()}")
+    print(
+        f"crop={config.crop} flip={config.flip} cutout_size={config.cutout_size} "
+        f"image_size={config.image_size} batch_size={config.batch_size} cpus={os.cpu_count()}"
+    )
     stream = input_pipeline.train_batches(
-        config, process_index=0, process_count=1, local_device_count=args.local_devices)
+        config, process_index=0, process_count=1, local_device_count=args.local_devices
+    )
     t = time.perf_counter()
     for _ in range(args.warmup):
         next(stream)
-    print(f"first {args.warmup} batches (includes loading the split): {time.perf_counter() - t:.1f} s")
+    print(
+        f"first {args.warmup} batches (includes loading the split): {time.perf_counter() - t:.1f} s"
+    )
     t = time.perf_counter()
     for _ in range(args.steps):
         batch = next(stream)

@@ -10,6 +10,7 @@ steps, peak device memory where the backend reports it), then the last line
 on XLA:CPU (senet_jax/host_memory.py; SENET_JAX_REUSE_HOST_MEMORY=0 turns that off). Images are random: this measures compute only,
 not the input pipeline (benchmarks/input_pipeline.py does that).
 """
+from __future__ import annotations
 
 import argparse
 import datetime
@@ -26,26 +27,42 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import stl10
-from senet_jax import config as config_lib, trainer
+from senet_jax import config as config_lib
+from senet_jax import trainer
 from senet_jax.host_memory import reuse_freed_host_memory
-from senet_jax.models.ops.depthwise import resolve_implementation
 from senet_jax.models.ops.conv import resolve_conv_implementation
+from senet_jax.models.ops.depthwise import resolve_implementation
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="se_mobilenet_v1")
     p.add_argument("--batch-size", type=int, default=64, help="images per step (one device)")
     p.add_argument("--image-size", type=int, default=96)
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="compute dtype; bfloat16 sets config.half_precision (parameters stay float32)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="compute dtype; bfloat16 sets config.half_precision (parameters stay float32)",
+    )
     p.add_argument("--steps", type=int, default=10, help="steps per timed run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation (3, as the PyTorch peer)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="untimed steps after compilation (3, as the PyTorch peer)",
+    )
     p.add_argument("--depthwise", default="auto", help="config.depthwise_implementation")
-    p.add_argument("--conv", default="auto", help="config.conv_implementation (1x1 and stem convolutions)")
+    p.add_argument(
+        "--conv", default="auto", help="config.conv_implementation (1x1 and stem convolutions)"
+    )
     p.add_argument("--width", type=float, default=1.0, help="config.width_multiplier")
-    p.add_argument("--stem-strides", type=int, default=None, help="config.stem_strides (default: the config's)")
+    p.add_argument(
+        "--stem-strides", type=int, default=None, help="config.stem_strides (default: the config's)"
+    )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
     a = p.parse_args(argv)
@@ -106,12 +123,19 @@ def run(a):
     config = make_config(a)
     model = trainer.create_model(config, a.num_classes)
     image_shape = (a.image_size, a.image_size, 3)
-    state = trainer.create_train_state(config, model, jax.random.PRNGKey(0), image_shape, steps_per_epoch=100)
+    state = trainer.create_train_state(
+        config, model, jax.random.PRNGKey(0), image_shape, steps_per_epoch=100
+    )
     rng = np.random.RandomState(0)
-    batch = {"image": jnp.asarray(rng.randn(a.batch_size, *image_shape).astype(np.float32)),
-             "label": jnp.asarray(rng.randint(0, a.num_classes, a.batch_size).astype(np.int32))}
+    batch = {
+        "image": jnp.asarray(rng.randn(a.batch_size, *image_shape).astype(np.float32)),
+        "label": jnp.asarray(rng.randint(0, a.num_classes, a.batch_size).astype(np.int32)),
+    }
 
-    step = jax.jit(functools.partial(trainer.train_step, label_smoothing=config.label_smoothing), donate_argnums=0)
+    step = jax.jit(
+        functools.partial(trainer.train_step, label_smoothing=config.label_smoothing),
+        donate_argnums=0,
+    )
     t0 = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - t0
@@ -126,14 +150,24 @@ def run(a):
         return metrics
 
     metrics = train_steps(max(a.warmup, 1))
-    train_ips, train_rates = _median_rate(lambda: train_steps(a.steps), a.repeats, a.steps * a.batch_size)
+    train_ips, train_rates = _median_rate(
+        lambda: train_steps(a.steps), a.repeats, a.steps * a.batch_size
+    )
     result = {
-        "model": a.model, "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
-        "batch_size": a.batch_size, "image_size": a.image_size, "dtype": a.dtype,
+        "model": a.model,
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0].device_kind),
+        "batch_size": a.batch_size,
+        "image_size": a.image_size,
+        "dtype": a.dtype,
         "depthwise": resolve_implementation(a.depthwise),
-        "conv": resolve_conv_implementation(a.conv), "width_multiplier": a.width,
-        "stem_strides": config.stem_strides, "num_classes": a.num_classes,
-        "steps": a.steps, "repeats": a.repeats, "warmup": a.warmup,
+        "conv": resolve_conv_implementation(a.conv),
+        "width_multiplier": a.width,
+        "stem_strides": config.stem_strides,
+        "num_classes": a.num_classes,
+        "steps": a.steps,
+        "repeats": a.repeats,
+        "warmup": a.warmup,
         "compile_seconds": round(compile_s, 2),
         "train_images_per_second": round(train_ips, 1),
         "train_images_per_second_runs": [round(r, 1) for r in train_rates],

@@ -22,6 +22,7 @@ Where each choice comes from:
   images per class.
 - 600 epochs: 5,000 images make an epoch 39 steps; cutout results used long schedules.
 """
+from __future__ import annotations
 
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -35,35 +36,37 @@ def get_config() -> ml_collections.ConfigDict:
     c.stem_strides = 1
     c.se_reduction = 16
     c.dropout_rate = 0.2
-    c.depthwise_implementation = "auto"   # or "grouped", ... (senet_jax.models.depthwise)
-    c.conv_implementation = "auto"        # 1x1 and stem convs: "matmul" (CPU) or "native" (GPU/TPU)
-    c.half_precision = False              # bfloat16 compute, float32 parameters
+    c.depthwise_implementation = "auto"  # or "grouped", ... (senet_jax.models.depthwise)
+    c.conv_implementation = "auto"  # 1x1 and stem convs: "matmul" (CPU) or "native" (GPU/TPU)
+    c.half_precision = False  # bfloat16 compute, float32 parameters
 
     # Data (senet_jax.input_pipeline).
-    c.dataset = "stl10"                   # any tfds image classification dataset
+    c.dataset = "stl10"  # any tfds image classification dataset
     # Typed placeholders (None until set), so --config.data_dir=... works on the command line.
-    c.data_dir = placeholder(str)         # tfds data_dir, local or gs://
-    c.stl10_archive = placeholder(str)    # stl10_binary.tar.gz, or the folder holding stl10_binary/
-    c.synthetic_stl10 = placeholder(tuple)  # (train, test) sizes: generate an STL10-layout archive (smoke runs)
+    c.data_dir = placeholder(str)  # tfds data_dir, local or gs://
+    c.stl10_archive = placeholder(str)  # stl10_binary.tar.gz, or the folder holding stl10_binary/
+    c.synthetic_stl10 = placeholder(
+        tuple
+    )  # (train, test) sizes: generate an STL10-layout archive (smoke runs)
     c.train_split = "train"
     c.eval_split = "test"
     c.image_size = 96
-    c.crop = "pad_crop"                   # "pad_crop", "random_resized_crop" or "none"
+    c.crop = "pad_crop"  # "pad_crop", "random_resized_crop" or "none"
     c.crop_padding = 12
     c.flip = True
-    c.cutout_size = 32                    # 0 disables cutout
-    c.mean = (0.4467, 0.4398, 0.4066)     # STL10 per-channel mean, in [0, 1] units
-    c.std = (0.2603, 0.2566, 0.2713)      # STL10 per-channel std
+    c.cutout_size = 32  # 0 disables cutout
+    c.mean = (0.4467, 0.4398, 0.4066)  # STL10 per-channel mean, in [0, 1] units
+    c.std = (0.2603, 0.2566, 0.2713)  # STL10 per-channel std
     c.cache = True
 
     # Optimisation.
-    c.batch_size = 128                    # global, over all devices and processes
+    c.batch_size = 128  # global, over all devices and processes
     c.num_epochs = 600
-    c.optimizer = "sgd"                   # "sgd" (Nesterov momentum) or "adamw"
-    c.learning_rate = 0.1                 # peak, for batch_size 128: scale it linearly if you change the batch
+    c.optimizer = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
+    c.learning_rate = 0.1  # peak, for batch_size 128: scale it linearly if you change the batch
     c.momentum = 0.9
-    c.weight_decay = 5e-4                 # not applied to BatchNorm scales/biases or biases
-    c.schedule = "warmup_cosine"          # "warmup_cosine" or "constant"
+    c.weight_decay = 5e-4  # not applied to BatchNorm scales/biases or biases
+    c.schedule = "warmup_cosine"  # "warmup_cosine" or "constant"
     c.warmup_epochs = 5
     c.label_smoothing = 0.1
     c.seed = 0

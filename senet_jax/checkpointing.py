@@ -7,11 +7,12 @@ the field) and detect a checkpoint whose files were damaged after it was written
 A damaged checkpoint is moved to WORKDIR/damaged_checkpoints/ (kept for inspection, never
 deleted) so the run can fall back to the one before and later save that step afresh.
 """
+from __future__ import annotations
 
 import hashlib
 import logging
 import time
-from typing import Any, Dict, Optional
+from typing import Any
 
 import jax
 import numpy as np
@@ -39,9 +40,11 @@ def _digest(tree) -> str:
     return h.hexdigest()
 
 
-def _shapes(tree) -> Dict[str, list]:
-    return {jax.tree_util.keystr(path): list(np.shape(leaf))
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+def _shapes(tree) -> dict[str, list]:
+    return {
+        jax.tree_util.keystr(path): list(np.shape(leaf))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
 
 
 def _first_line(e: BaseException) -> str:
@@ -52,53 +55,72 @@ def _first_line(e: BaseException) -> str:
 class CheckpointManager:
     """Thin layer over orbax's CheckpointManager with the project's resume rules."""
 
-    def __init__(self, workdir: str, config, *, num_classes: Optional[int] = None, read_only: bool = False):
+    def __init__(
+        self, workdir: str, config, *, num_classes: int | None = None, read_only: bool = False
+    ):
         """`read_only` opens existing checkpoints without creating, cleaning or writing anything."""
         self.directory = epath.Path(workdir).absolute() / "checkpoints"
         self.damaged_directory = epath.Path(workdir).absolute() / "damaged_checkpoints"
         self._fields = {f: config.get(f) for f in SHAPE_FIELDS}
         self._fields["num_classes"] = num_classes
         if read_only:
-            options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False)
+            options = ocp.CheckpointManagerOptions(
+                read_only=True, create=False, cleanup_tmp_directories=False
+            )
         else:
-            keep = policies.AnyPreservationPolicy([
-                policies.LatestN(n=config.keep_checkpoints),
-                policies.BestN(get_metric_fn=lambda m: m["test_accuracy"], n=1,
-                               keep_checkpoints_without_metrics=False),
-            ])
-            options = ocp.CheckpointManagerOptions(preservation_policy=keep, create=True, cleanup_tmp_directories=True,
-                                                   enable_async_checkpointing=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "record"))
+            keep = policies.AnyPreservationPolicy(
+                [
+                    policies.LatestN(n=config.keep_checkpoints),
+                    policies.BestN(
+                        get_metric_fn=lambda m: m["test_accuracy"],
+                        n=1,
+                        keep_checkpoints_without_metrics=False,
+                    ),
+                ]
+            )
+            options = ocp.CheckpointManagerOptions(
+                preservation_policy=keep,
+                create=True,
+                cleanup_tmp_directories=True,
+                enable_async_checkpointing=True,
+            )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "record")
+        )
 
     # -- queries
     def all_steps(self):
         return sorted(self._manager.all_steps())
 
-    def latest_step(self) -> Optional[int]:
+    def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
     def reached_preemption(self, step: int) -> bool:
         return self._manager.reached_preemption(step)
 
     # -- compatibility
-    def _read_record(self, step: int) -> Dict[str, Any]:
-        return self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+    def _read_record(self, step: int) -> dict[str, Any]:
+        return self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))[
+            "record"
+        ]
 
-    def check_compatible(self, record: Dict[str, Any], params=None) -> None:
+    def check_compatible(self, record: dict[str, Any], params=None) -> None:
         """Raises IncompatibleCheckpointError naming the first field that differs."""
         for field, ours in self._fields.items():
             theirs = record.get("fields", {}).get(field)
             if ours is not None and theirs is not None and theirs != ours:
                 raise IncompatibleCheckpointError(
                     f"{self.directory} holds checkpoints with {field}={theirs!r} but the config has {field}={ours!r}: "
-                    f"use another --workdir, or set --config.{field}={theirs!r} to resume them (nothing was deleted)")
+                    f"use another --workdir, or set --config.{field}={theirs!r} to resume them (nothing was deleted)"
+                )
         if params is not None and "param_shapes" in record:
             ours = _shapes(params)
             for name, shape in record["param_shapes"].items():
                 if ours.get(name) != shape:
                     raise IncompatibleCheckpointError(
                         f"{self.directory} holds parameter {name} of shape {shape}, the model has {ours.get(name)}: "
-                        f"use another --workdir or the checkpoint's model config (nothing was deleted)")
+                        f"use another --workdir or the checkpoint's model config (nothing was deleted)"
+                    )
 
     def check_config(self) -> None:
         """Cheap early check of the config fields against the newest readable checkpoint."""
@@ -111,13 +133,22 @@ class CheckpointManager:
             return
 
     # -- save / restore
-    def save(self, step: int, state, *, metrics: Optional[Dict[str, float]] = None) -> None:
+    def save(self, step: int, state, *, metrics: dict[str, float] | None = None) -> None:
         host = {f: jax.device_get(getattr(state, f)) for f in STATE_FIELDS}
-        record = {"fields": self._fields, "step": int(step), "digest": _digest(host),
-                  "param_shapes": _shapes(host["params"])}
-        self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(host),
-                                                         record=ocp.args.JsonSave(record)),
-                           metrics=metrics, force=True)
+        record = {
+            "fields": self._fields,
+            "step": int(step),
+            "digest": _digest(host),
+            "param_shapes": _shapes(host["params"]),
+        }
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(host), record=ocp.args.JsonSave(record)
+            ),
+            metrics=metrics,
+            force=True,
+        )
 
     def restore_latest(self, state):
         """The newest checkpoint that is complete and intact, else `state` unchanged.
@@ -129,8 +160,12 @@ class CheckpointManager:
         damaged = []
 
         def report(step, reason):
-            log.error("checkpoint %d in %s is damaged: %s; falling back to the previous checkpoint",
-                      step, self.directory, reason)
+            log.error(
+                "checkpoint %d in %s is damaged: %s; falling back to the previous checkpoint",
+                step,
+                self.directory,
+                reason,
+            )
             damaged.append(step)
 
         try:
@@ -143,7 +178,8 @@ class CheckpointManager:
                 self.check_compatible(record, template["params"])
                 try:
                     restored = self._manager.restore(
-                        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))["state"]
+                        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template))
+                    )["state"]
                 except Exception as e:
                     report(step, f"its state is unreadable ({_first_line(e)})")
                     continue
@@ -166,12 +202,19 @@ class CheckpointManager:
                 try:
                     self.damaged_directory.mkdir(parents=True, exist_ok=True)
                     (self.directory / str(step)).rename(target)
-                    log.error("moved damaged checkpoint %d to %s (kept for inspection)", step, target)
+                    log.error(
+                        "moved damaged checkpoint %d to %s (kept for inspection)", step, target
+                    )
                 except Exception as e:  # left in place: saving that step again then fails loudly
-                    log.error("could not move damaged checkpoint %d out of %s (%s)", step, self.directory,
-                              _first_line(e))
+                    log.error(
+                        "could not move damaged checkpoint %d out of %s (%s)",
+                        step,
+                        self.directory,
+                        _first_line(e),
+                    )
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
+
             multihost_utils.sync_global_devices("checkpoints_set_aside")
         self._manager.reload()
 

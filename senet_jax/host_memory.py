@@ -7,13 +7,13 @@ minor page faults and 30% of the process's CPU time in the kernel (measured,
 benchmarks/RESULTS.md). Keeping every allocation in one heap that is never
 trimmed lets the next step reuse the same pages instead.
 """
+from __future__ import annotations
 
 import ctypes
 import importlib.util
 import os
 import pkgutil
 import sys
-from typing import Optional
 
 # mallopt parameters from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -48,10 +48,13 @@ def _accelerator_plugin_installed() -> bool:
             return True
     except ImportError:
         pass
-    return bool(list(entry_points(group="jax_plugins"))) or importlib.util.find_spec("libtpu") is not None
+    return (
+        bool(list(entry_points(group="jax_plugins")))
+        or importlib.util.find_spec("libtpu") is not None
+    )
 
 
-def backend_will_be_cpu(platforms: Optional[str] = None) -> bool:
+def backend_will_be_cpu(platforms: str | None = None) -> bool:
     """True when JAX's platform list (default: jax.config.jax_platforms, i.e. JAX_PLATFORMS) starts
     with CPU, or when none is given and no accelerator plugin is installed."""
     if platforms is None:

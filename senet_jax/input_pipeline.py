@@ -32,7 +32,7 @@ import os
 import shutil
 import socket
 import urllib.parse
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class DatasetInfo:
     num_eval_examples: int
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tf():
     """TensorFlow with accelerators hidden: the devices belong to JAX."""
     import tensorflow as tf
@@ -83,12 +83,14 @@ def _tfds():
 
 def _check_stl10_folder(folder: str) -> None:
     """Fails with the name of the first wrong file, before tfds reads anything."""
+
     def size(name):
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             raise Stl10ArchiveError(
                 f"config.stl10_archive: {path} is missing; the archive is incomplete, "
-                "download stl10_binary.tar.gz again")
+                "download stl10_binary.tar.gz again"
+            )
         return os.path.getsize(path)
 
     for prefix in ("train", "test"):
@@ -99,24 +101,28 @@ def _check_stl10_folder(folder: str) -> None:
                 f"config.stl10_archive: {os.path.join(folder, prefix + '_X.bin')} has {num_bytes} "
                 f"bytes but {prefix}_y.bin lists {num_labels} labels (expected "
                 f"{num_labels * stl10_format.IMAGE_BYTES} bytes, 27648 per image); the file is "
-                "truncated or corrupt, download stl10_binary.tar.gz again")
+                "truncated or corrupt, download stl10_binary.tar.gz again"
+            )
         with open(os.path.join(folder, f"{prefix}_y.bin"), "rb") as f:
             labels = np.frombuffer(f.read(), np.uint8)
         if labels.size and (labels.min() < 1 or labels.max() > stl10_format.NUM_CLASSES):
             raise Stl10ArchiveError(
                 f"config.stl10_archive: {os.path.join(folder, prefix + '_y.bin')} holds labels "
-                "outside 1..10; the file is corrupt, download stl10_binary.tar.gz again")
+                "outside 1..10; the file is corrupt, download stl10_binary.tar.gz again"
+            )
     num_bytes = size("unlabeled_X.bin")
     if num_bytes % stl10_format.IMAGE_BYTES:
         raise Stl10ArchiveError(
             f"config.stl10_archive: {os.path.join(folder, 'unlabeled_X.bin')} has {num_bytes} bytes, "
-            "not a multiple of 27648 (one 3x96x96 image); the file is truncated, download again")
+            "not a multiple of 27648 (one 3x96x96 image); the file is truncated, download again"
+        )
     with open(os.path.join(folder, "class_names.txt")) as f:
         names = [line.strip() for line in f if line.strip()]
     if len(names) != stl10_format.NUM_CLASSES:
         raise Stl10ArchiveError(
             f"config.stl10_archive: {os.path.join(folder, 'class_names.txt')} lists {len(names)} "
-            "class names, expected 10")
+            "class names, expected 10"
+        )
 
 
 def _resolve_stl10_archive(archive: str) -> tuple[str, bool]:
@@ -126,7 +132,8 @@ def _resolve_stl10_archive(archive: str) -> tuple[str, bool]:
         if not path.endswith((".tar.gz", ".tgz", ".tar")):
             raise Stl10ArchiveError(
                 f"config.stl10_archive={archive!r} is a file but not a .tar.gz/.tar archive; give "
-                "stl10_binary.tar.gz, or the folder that holds stl10_binary/")
+                "stl10_binary.tar.gz, or the folder that holds stl10_binary/"
+            )
         return path, True
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "train_X.bin")):
@@ -135,10 +142,12 @@ def _resolve_stl10_archive(archive: str) -> tuple[str, bool]:
             return path, False
         raise Stl10ArchiveError(
             f"config.stl10_archive={archive!r} is a folder without stl10_binary/ or train_X.bin in it; "
-            "give stl10_binary.tar.gz, the folder holding stl10_binary/, or stl10_binary/ itself")
+            "give stl10_binary.tar.gz, the folder holding stl10_binary/, or stl10_binary/ itself"
+        )
     raise Stl10ArchiveError(
         f"config.stl10_archive={archive!r} does not exist; give the path of stl10_binary.tar.gz "
-        "or of its extracted stl10_binary/ folder")
+        "or of its extracted stl10_binary/ folder"
+    )
 
 
 def _local_download_manager_cls():
@@ -155,13 +164,15 @@ def _local_download_manager_cls():
 
         def download(self, url_or_urls):
             raise DatasetUnavailableError(
-                f"offline preparation from config.stl10_archive cannot download {url_or_urls}")
+                f"offline preparation from config.stl10_archive cannot download {url_or_urls}"
+            )
 
         def download_and_extract(self, url_or_urls):
             if not isinstance(url_or_urls, str):
                 raise DatasetUnavailableError(
                     "offline preparation from config.stl10_archive expects one STL10 archive, "
-                    f"the builder asked for {url_or_urls}")
+                    f"the builder asked for {url_or_urls}"
+                )
             root = self._source
             if self._packed:
                 try:
@@ -169,11 +180,13 @@ def _local_download_manager_cls():
                 except Exception as e:  # tarfile/zlib/OSError: any failure means a bad archive
                     raise Stl10ArchiveError(
                         f"config.stl10_archive: cannot extract {self._source} ({type(e).__name__}: "
-                        f"{e}); the archive is truncated or corrupt, download it again") from None
+                        f"{e}); the archive is truncated or corrupt, download it again"
+                    ) from None
                 self.extracted_to = root
                 if not os.path.isdir(os.path.join(root, "stl10_binary")):
                     raise Stl10ArchiveError(
-                        f"config.stl10_archive: {self._source} holds no stl10_binary/ folder")
+                        f"config.stl10_archive: {self._source} holds no stl10_binary/ folder"
+                    )
             _check_stl10_folder(os.path.join(root, "stl10_binary"))
             return root
 
@@ -190,18 +203,26 @@ def _prepare_stl10_offline(builder, archive: str) -> None:
     managers = []
 
     def make_manager(download_dir, download_config):
-        download_dir = os.fspath(download_dir or os.path.join(os.fspath(builder.data_dir_root), "downloads"))
+        download_dir = os.fspath(
+            download_dir or os.path.join(os.fspath(builder.data_dir_root), "downloads")
+        )
         manager = manager_cls(
-            source=source, packed=packed, download_dir=download_dir,
+            source=source,
+            packed=packed,
+            download_dir=download_dir,
             extract_dir=download_config.extract_dir or os.path.join(download_dir, "extracted"),
-            dataset_name=builder.name, force_extraction=True)
+            dataset_name=builder.name,
+            force_extraction=True,
+        )
         managers.append(manager)
         return manager
 
     # An instance attribute shadows the builder's method: only this builder object is affected.
     builder._make_download_manager = make_manager
     try:
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+        )
     finally:
         del builder._make_download_manager
         for manager in managers:  # the prepared records are all we keep; drop the extracted copy
@@ -214,7 +235,8 @@ def _unavailable(config, reason: str) -> DatasetUnavailableError:
     return DatasetUnavailableError(
         f"dataset {config.dataset!r} is not prepared in {where} and {reason}. Either set "
         "config.data_dir to a folder (local or gs://) holding the prepared dataset, or, for STL10, "
-        "set config.stl10_archive to stl10_binary.tar.gz or its extracted stl10_binary/ folder.")
+        "set config.stl10_archive to stl10_binary.tar.gz or its extracted stl10_binary/ folder."
+    )
 
 
 def _can_reach(urls, timeout: float = 3.0) -> bool:
@@ -225,7 +247,8 @@ def _can_reach(urls, timeout: float = 3.0) -> bool:
             continue
         try:
             with socket.create_connection(
-                    (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout):
+                (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout
+            ):
                 return True
         except OSError:
             return False
@@ -246,7 +269,8 @@ def _prepared_builder(config):
         raise ValueError(
             "config.synthetic_stl10 is set but config.data_dir is None: generated images would be "
             "prepared as 'stl10' in the default tfds folder and later stand in for the real STL10; "
-            "set config.data_dir to a scratch folder (e.g. WORKDIR/tfds)")
+            "set config.data_dir to a scratch folder (e.g. WORKDIR/tfds)"
+        )
     builder = _builder(config)
     archive = config.get("stl10_archive")
     if not builder.is_prepared():
@@ -254,10 +278,13 @@ def _prepared_builder(config):
             if builder.name != "stl10":
                 raise ValueError(
                     f"config.stl10_archive is set but config.dataset={config.dataset!r}; the archive "
-                    "only prepares 'stl10': set config.dataset='stl10' or config.stl10_archive=None")
+                    "only prepares 'stl10': set config.dataset='stl10' or config.stl10_archive=None"
+                )
             _prepare_stl10_offline(builder, archive)
         elif builder.name == "stl10":
-            raise _unavailable(config, "config.stl10_archive is not set (downloading 2.5 GB is not attempted)")
+            raise _unavailable(
+                config, "config.stl10_archive is not set (downloading 2.5 GB is not attempted)"
+            )
         else:
             urls = list(getattr(builder, "url_infos", None) or {})
             if urls and not _can_reach(urls):
@@ -265,13 +292,20 @@ def _prepared_builder(config):
             try:
                 builder.download_and_prepare()
             except Exception as e:
-                raise _unavailable(config, f"preparing it failed ({type(e).__name__}: {e})") from None
+                raise _unavailable(
+                    config, f"preparing it failed ({type(e).__name__}: {e})"
+                ) from None
         builder = _builder(config)  # re-read the prepared dataset_info
     features = builder.info.features
-    if "image" not in features or "label" not in features or not hasattr(features["label"], "num_classes"):
+    if (
+        "image" not in features
+        or "label" not in features
+        or not hasattr(features["label"], "num_classes")
+    ):
         raise ValueError(
             f"config.dataset={config.dataset!r} has no 'image' and class 'label' features; "
-            "choose an image classification dataset")
+            "choose an image classification dataset"
+        )
     return builder
 
 
@@ -281,7 +315,8 @@ def _num_examples(builder, split, field: str) -> int:
     except Exception as e:
         raise ValueError(
             f"config.{field}={split!r} is not a split of {builder.name} "
-            f"(splits: {sorted(builder.info.splits)}; {e})") from None
+            f"(splits: {sorted(builder.info.splits)}; {e})"
+        ) from None
 
 
 def get_dataset_info(config) -> DatasetInfo:
@@ -301,13 +336,17 @@ def get_dataset_info(config) -> DatasetInfo:
 _ARRAY_CACHE: dict = {}
 
 
-def _process_layout(batch_size: int, process_index, process_count, local_device_count, field="batch_size"):
+def _process_layout(
+    batch_size: int, process_index, process_count, local_device_count, field="batch_size"
+):
     if process_count is None or process_index is None or local_device_count is None:
         import jax  # only here, never inside tf.data functions
 
         process_count = jax.process_count() if process_count is None else process_count
         process_index = jax.process_index() if process_index is None else process_index
-        local_device_count = jax.local_device_count() if local_device_count is None else local_device_count
+        local_device_count = (
+            jax.local_device_count() if local_device_count is None else local_device_count
+        )
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} outside 0..{process_count - 1}")
     per_process = batch_size // process_count
@@ -315,7 +354,8 @@ def _process_layout(batch_size: int, process_index, process_count, local_device_
         raise ValueError(
             f"config.{field}={batch_size} must be divisible by processes x local devices "
             f"({process_count} x {local_device_count}); make it a multiple of "
-            f"{process_count * local_device_count}")
+            f"{process_count * local_device_count}"
+        )
     return process_index, process_count, local_device_count, per_process
 
 
@@ -445,7 +485,9 @@ def _augmenter(tf, config):
             x = tf.cast(x, tf.float32)
         x = (x - mean) * scale
         if cut > 0:
-            corner = tf.cast(uniforms[:, 7:9] * size, tf.int32) - cut // 2  # centre uniform over the image
+            corner = (
+                tf.cast(uniforms[:, 7:9] * size, tf.int32) - cut // 2
+            )  # centre uniform over the image
             in_y = (grid[None, :] >= corner[:, 0:1]) & (grid[None, :] < corner[:, 0:1] + cut)
             in_x = (grid[None, :] >= corner[:, 1:2]) & (grid[None, :] < corner[:, 1:2] + cut)
             x = tf.where((in_y[:, :, None] & in_x[:, None, :])[..., None], 0.0, x)
@@ -457,14 +499,18 @@ def _augmenter(tf, config):
 def _normaliser(tf, config):
     """XLA-compiled uint8 [B, S, S, 3] -> (x/255 - mean) / std, float32."""
     mean, scale = _normalisation(config)
-    return tf.function(lambda x: (tf.cast(x, tf.float32) - mean) * scale, jit_compile=True, autograph=False)
+    return tf.function(
+        lambda x: (tf.cast(x, tf.float32) - mean) * scale, jit_compile=True, autograph=False
+    )
 
 
 def _normalisation(config):
     mean = np.asarray(config.mean, np.float32) * 255.0
     std = np.asarray(config.std, np.float32) * 255.0
     if mean.shape != (3,) or std.shape != (3,) or (std <= 0).any():
-        raise ValueError("config.mean and config.std must be 3 values each (std > 0), in [0, 1] units")
+        raise ValueError(
+            "config.mean and config.std must be 3 values each (std > 0), in [0, 1] units"
+        )
     return mean, (1.0 / std).astype(np.float32)
 
 
@@ -496,18 +542,21 @@ def _check_crop(config):
         raise ValueError(f"config.crop={config.crop!r} is not one of {CROPS}")
 
 
-def train_batches(config, *, start_step: int = 0, process_index=None, process_count=None,
-                  local_device_count=None) -> Iterator[dict]:
+def train_batches(
+    config, *, start_step: int = 0, process_index=None, process_count=None, local_device_count=None
+) -> Iterator[dict]:
     """Infinite training stream from global step start_step; see the module docstring."""
     tf = _tf()
     _check_crop(config)
     process_index, process_count, local_devices, per_process = _process_layout(
-        int(config.batch_size), process_index, process_count, local_device_count)
+        int(config.batch_size), process_index, process_count, local_device_count
+    )
     builder = _prepared_builder(config)
     info_steps = _num_examples(builder, config.train_split, "train_split") // int(config.batch_size)
     if info_steps < 1:
         raise ValueError(
-            f"config.batch_size={config.batch_size} exceeds the {config.train_split!r} split; make it smaller")
+            f"config.batch_size={config.batch_size} exceeds the {config.train_split!r} split; make it smaller"
+        )
     # Every process holds the whole (small, cached) split and takes its slice of each global
     # batch, so the global batches, their order and their augmentation do not depend on the
     # number of processes: a 2-host run sees exactly the data of a 1-host run.
@@ -529,20 +578,32 @@ def train_batches(config, *, start_step: int = 0, process_index=None, process_co
 
     @tf.autograph.experimental.do_not_convert
     def epoch_index_batches(epoch):
-        noise = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(order_seed, tf.int64), epoch]))
+        noise = tf.random.stateless_uniform(
+            [n], seed=tf.stack([tf.constant(order_seed, tf.int64), epoch])
+        )
         order = tf.argsort(noise, stable=True)[: spe * global_batch]
-        order = tf.reshape(tf.cast(order, tf.int64), [spe, global_batch])[:, first:first + per_process]
+        order = tf.reshape(tf.cast(order, tf.int64), [spe, global_batch])[
+            :, first : first + per_process
+        ]
         return tf.data.Dataset.from_tensor_slices(order).map(
-            tf.autograph.experimental.do_not_convert(lambda idx: (epoch, idx)))
+            tf.autograph.experimental.do_not_convert(lambda idx: (epoch, idx))
+        )
 
     @tf.autograph.experimental.do_not_convert
     def make_batch(epoch, idx):
-        key = _mix(tf, tf.bitwise.bitwise_xor(tf.constant(aug_key, tf.int64), tf.bitwise.bitwise_and(epoch, _M32)))
+        key = _mix(
+            tf,
+            tf.bitwise.bitwise_xor(
+                tf.constant(aug_key, tf.int64), tf.bitwise.bitwise_and(epoch, _M32)
+            ),
+        )
         rand = _uniforms(tf, key, idx, 9)
         x = augment(tf.gather(images, idx), rand)
         y = tf.gather(labels, idx)
-        return (tf.reshape(x, [local_devices, per_process // local_devices, size, size, 3]),
-                tf.reshape(y, [local_devices, per_process // local_devices]))
+        return (
+            tf.reshape(x, [local_devices, per_process // local_devices, size, size, 3]),
+            tf.reshape(y, [local_devices, per_process // local_devices]),
+        )
 
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_index_batches).skip(offset)
     ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -551,17 +612,21 @@ def train_batches(config, *, start_step: int = 0, process_index=None, process_co
         yield {"image": x, "label": y}
 
 
-def eval_batches(config, *, split=None, process_index=None, process_count=None,
-                 local_device_count=None) -> Iterator[dict]:
+def eval_batches(
+    config, *, split=None, process_index=None, process_count=None, local_device_count=None
+) -> Iterator[dict]:
     """One pass over the split; padded examples carry mask=False; equal batch count per process."""
     tf = _tf()
     split = config.eval_split if split is None else split
     batch_size = _eval_batch_size(config)
     process_index, process_count, local_devices, per_process = _process_layout(
-        batch_size, process_index, process_count, local_device_count)
+        batch_size, process_index, process_count, local_device_count
+    )
     builder = _prepared_builder(config)
     total = _num_examples(builder, split, "eval_split")
-    images_np, labels_np = _load_arrays(config, builder, _shard_spec(split, process_index, process_count))
+    images_np, labels_np = _load_arrays(
+        config, builder, _shard_spec(split, process_index, process_count)
+    )
     n = len(labels_np)
     steps = -(-(-(-total // process_count)) // per_process)
     size = int(config.image_size)
@@ -578,6 +643,8 @@ def eval_batches(config, *, split=None, process_index=None, process_count=None,
         shape = [local_devices, per_process // local_devices]
         return tf.reshape(x, shape + [size, size, 3]), tf.reshape(y, shape), tf.reshape(mask, shape)
 
-    ds = tf.data.Dataset.range(steps).map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = tf.data.Dataset.range(steps).map(
+        make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     for x, y, m in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
         yield {"image": x, "label": y, "mask": m}

@@ -15,7 +15,8 @@ import os
 import sys
 import time
 import uuid
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,9 @@ def create_metric_writer(workdir: str, *, is_main_process: bool):
     from clu import metric_writers  # imports tensorflow: keep it out of module import time
 
     if not workdir and is_main_process:
-        raise ValueError("workdir is empty: pass --workdir DIR so TensorBoard summaries have a home")
+        raise ValueError(
+            "workdir is empty: pass --workdir DIR so TensorBoard summaries have a home"
+        )
     return metric_writers.create_default_writer(
         logdir=workdir if is_main_process else None,
         just_logging=not is_main_process,
@@ -76,11 +79,17 @@ class Progress:
         stream=sys.stderr,
     ):
         if total_steps <= 0:
-            raise ValueError(f"total_steps={total_steps}: num_epochs and batch_size must give at least one step")
+            raise ValueError(
+                f"total_steps={total_steps}: num_epochs and batch_size must give at least one step"
+            )
         if not 0 <= start_step <= total_steps:
-            raise ValueError(f"start_step={start_step} is outside [0, {total_steps}]: checkpoint step exceeds the configured run")
+            raise ValueError(
+                f"start_step={start_step} is outside [0, {total_steps}]: checkpoint step exceeds the configured run"
+            )
         if log_every_steps <= 0:
-            raise ValueError(f"log_every_steps={log_every_steps}: set the log interval to a positive number of steps")
+            raise ValueError(
+                f"log_every_steps={log_every_steps}: set the log interval to a positive number of steps"
+            )
         if interactive is None:
             isatty = getattr(stream, "isatty", None)
             interactive = bool(isatty()) if callable(isatty) else False
@@ -153,20 +162,26 @@ def confusion_matrix(labels, predictions, num_classes: int, mask=None) -> np.nda
     labels = np.asarray(labels).reshape(-1)
     predictions = np.asarray(predictions).reshape(-1)
     if labels.shape != predictions.shape:
-        raise ValueError(f"labels ({labels.size}) and predictions ({predictions.size}) differ in size: pass class ids, not logits")
+        raise ValueError(
+            f"labels ({labels.size}) and predictions ({predictions.size}) differ in size: pass class ids, not logits"
+        )
     if num_classes <= 0:
         raise ValueError(f"num_classes={num_classes}: must be positive")
     if mask is not None:
         mask = np.asarray(mask).reshape(-1)
         if mask.shape != labels.shape:
-            raise ValueError(f"mask ({mask.size}) and labels ({labels.size}) differ in size: pass one mask value per example")
+            raise ValueError(
+                f"mask ({mask.size}) and labels ({labels.size}) differ in size: pass one mask value per example"
+            )
         keep = mask.astype(bool)
         labels, predictions = labels[keep], predictions[keep]
     labels = labels.astype(np.int64)
     predictions = predictions.astype(np.int64)
     for name, ids in (("labels", labels), ("predictions", predictions)):
         if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-            raise ValueError(f"{name} hold ids outside [0, {num_classes}): num_classes does not match the dataset")
+            raise ValueError(
+                f"{name} hold ids outside [0, {num_classes}): num_classes does not match the dataset"
+            )
     flat = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes).astype(np.int64)
 
@@ -205,7 +220,9 @@ def _to_json(value: Any) -> Any:
         return os.fspath(value)
     if isinstance(value, np.ndarray) or hasattr(value, "__array__"):  # also jax arrays
         return _to_json(np.asarray(value).tolist())
-    raise TypeError(f"cannot write {type(value).__name__} to JSON: convert it to a number, string, list or dict")
+    raise TypeError(
+        f"cannot write {type(value).__name__} to JSON: convert it to a number, string, list or dict"
+    )
 
 
 def _replace_atomically(path: str, write: Callable[[str], None]) -> None:
@@ -264,7 +281,9 @@ def _class_names(class_names: Sequence[str] | None, num_classes: int) -> list[st
         return [str(i) for i in range(num_classes)]
     names = [str(n) for n in class_names]
     if len(names) != num_classes:
-        raise ValueError(f"class_names has {len(names)} names for {num_classes} classes: pass one name per class")
+        raise ValueError(
+            f"class_names has {len(names)} names for {num_classes} classes: pass one name per class"
+        )
     return names
 
 
@@ -294,7 +313,12 @@ def plot_confusion_matrix(confusion, class_names, path) -> None:
         for i in range(k):
             for j in range(k):
                 ax.text(
-                    j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
+                    j,
+                    i,
+                    str(int(confusion[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
                     color="white" if confusion[i, j] > threshold else "black",
                 )
     _save_png(fig, path)
@@ -327,8 +351,11 @@ def plot_learning_curves(history, path) -> None:
     fig = _new_figure(5.0 * len(panels), 4.0)
     for index, (title, metric) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), index + 1)
-        keys = [("learning_rate", "learning rate")] if metric is None else [
-            (f"train_{metric}", "train"), (f"test_{metric}", "test")]
+        keys = (
+            [("learning_rate", "learning rate")]
+            if metric is None
+            else [(f"train_{metric}", "train"), (f"test_{metric}", "test")]
+        )
         for key, label in keys:
             steps, values = _series(history, key)
             if steps:

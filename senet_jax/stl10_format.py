@@ -22,8 +22,16 @@ NUM_CLASSES = len(CLASS_NAMES)
 # One well-separated RGB colour per class: the signal a tiny network picks up first.
 _PALETTE = np.array(
     [
-        [220, 40, 40], [40, 200, 40], [40, 60, 220], [230, 210, 40], [200, 50, 200],
-        [40, 200, 210], [240, 140, 30], [120, 60, 20], [150, 150, 150], [20, 20, 20],
+        [220, 40, 40],
+        [40, 200, 40],
+        [40, 60, 220],
+        [230, 210, 40],
+        [200, 50, 200],
+        [40, 200, 210],
+        [240, 140, 30],
+        [120, 60, 20],
+        [150, 150, 150],
+        [20, 20, 20],
     ],
     dtype=np.int32,
 )
@@ -88,8 +96,15 @@ def write_split(folder: str, prefix: str, images: np.ndarray, labels: np.ndarray
             f.write((labels + 1).astype(np.uint8).tobytes())
 
 
-def write_stl10_archive(root: str, num_train: int, num_test: int, *, num_unlabeled: int = 8,
-                        seed: int = 0, pack: bool = True) -> str:
+def write_stl10_archive(
+    root: str,
+    num_train: int,
+    num_test: int,
+    *,
+    num_unlabeled: int = 8,
+    seed: int = 0,
+    pack: bool = True,
+) -> str:
     """Writes root/stl10_binary/ with generated, learnable images in the official layout.
 
     Returns root/stl10_binary.tar.gz when pack (the file users download), else root, the
@@ -97,7 +112,9 @@ def write_stl10_archive(root: str, num_train: int, num_test: int, *, num_unlabel
     config.stl10_archive. Train, test and unlabelled images come from distinct seeds.
     """
     if min(num_train, num_test) < 1 or num_unlabeled < 0:
-        raise ValueError("write_stl10_archive: num_train and num_test must be >= 1, num_unlabeled >= 0")
+        raise ValueError(
+            "write_stl10_archive: num_train and num_test must be >= 1, num_unlabeled >= 0"
+        )
     folder = os.path.join(root, "stl10_binary")
     os.makedirs(folder, exist_ok=True)
     train_x, train_y = make_split("train", num_train, seed)
@@ -113,7 +130,9 @@ def write_stl10_archive(root: str, num_train: int, num_test: int, *, num_unlabel
     fold_size = max(1, num_train // 5)
     with open(os.path.join(folder, "fold_indices.txt"), "w") as f:
         for _ in range(10):
-            fold = np.sort(fold_rng.choice(num_train, size=min(fold_size, num_train), replace=False))
+            fold = np.sort(
+                fold_rng.choice(num_train, size=min(fold_size, num_train), replace=False)
+            )
             f.write(" ".join(str(i) for i in fold) + " \n")
     if not pack:
         return root

@@ -4,6 +4,7 @@
 average gradients and sum metrics over it, and the loop wraps them in `jax.pmap` in one
 place (`_pmapped_steps`). Nothing here assumes a backend or a device count.
 """
+from __future__ import annotations
 
 import functools
 import json
@@ -12,7 +13,8 @@ import os
 import shutil
 import signal
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -22,7 +24,8 @@ import numpy as np
 import optax
 from flax import jax_utils, struct
 
-from senet_jax import checkpointing, config as config_lib, input_pipeline, reporting
+from senet_jax import checkpointing, input_pipeline, reporting
+from senet_jax import config as config_lib
 from senet_jax.models import create_model as create_registered_model
 
 AXIS = "batch"
@@ -39,7 +42,7 @@ class TrainState(struct.PyTreeNode):
     params: Any
     batch_stats: Any
     opt_state: Any
-    rng: jnp.ndarray            # raw uint32 key data, so checkpoints hold plain arrays
+    rng: jnp.ndarray  # raw uint32 key data, so checkpoints hold plain arrays
     apply_fn: Callable = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
@@ -47,31 +50,46 @@ class TrainState(struct.PyTreeNode):
 # ----------------------------------------------------------------------------- model + optimizer
 
 
-def create_model(config: ml_collections.ConfigDict, num_classes: int, axis_name: Optional[str] = None) -> nn.Module:
+def create_model(
+    config: ml_collections.ConfigDict, num_classes: int, axis_name: str | None = None
+) -> nn.Module:
     """The configured model; `axis_name` turns on cross-device BatchNorm statistics."""
     return create_registered_model(
-        config.model, num_classes=num_classes, width_multiplier=config.width_multiplier,
-        stem_strides=config.stem_strides, se_reduction=config.se_reduction,
-        dropout_rate=config.dropout_rate, depthwise_implementation=config.depthwise_implementation,
-        conv_implementation=config.get("conv_implementation", "auto"), bn_axis_name=axis_name, dtype=jnp.bfloat16 if config.half_precision else jnp.float32)
+        config.model,
+        num_classes=num_classes,
+        width_multiplier=config.width_multiplier,
+        stem_strides=config.stem_strides,
+        se_reduction=config.se_reduction,
+        dropout_rate=config.dropout_rate,
+        depthwise_implementation=config.depthwise_implementation,
+        conv_implementation=config.get("conv_implementation", "auto"),
+        bn_axis_name=axis_name,
+        dtype=jnp.bfloat16 if config.half_precision else jnp.float32,
+    )
 
 
 def _warmup_cosine(config, steps_per_epoch: int) -> optax.Schedule:
     total = config.num_epochs * steps_per_epoch
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-    return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup_steps=max(warmup, 0),
-                                              decay_steps=total, end_value=0.0)
+    return optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, warmup_steps=max(warmup, 0), decay_steps=total, end_value=0.0
+    )
 
 
 def _constant(config, steps_per_epoch: int) -> optax.Schedule:
     warmup = int(config.warmup_epochs * steps_per_epoch)
     if warmup == 0:
         return optax.constant_schedule(config.learning_rate)
-    return optax.join_schedules([optax.linear_schedule(0.0, config.learning_rate, warmup),
-                                 optax.constant_schedule(config.learning_rate)], [warmup])
+    return optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, config.learning_rate, warmup),
+            optax.constant_schedule(config.learning_rate),
+        ],
+        [warmup],
+    )
 
 
-SCHEDULES: Dict[str, Callable[[Any, int], optax.Schedule]] = {
+SCHEDULES: dict[str, Callable[[Any, int], optax.Schedule]] = {
     "warmup_cosine": _warmup_cosine,
     "constant": _constant,
 }
@@ -83,27 +101,32 @@ def decay_mask(params) -> Any:
 
 
 def _sgd(config, schedule):
-    return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-                       optax.sgd(schedule, momentum=config.momentum, nesterov=True))
+    return optax.chain(
+        optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
+        optax.sgd(schedule, momentum=config.momentum, nesterov=True),
+    )
 
 
 def _adamw(config, schedule):
     return optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_mask)
 
 
-OPTIMIZERS: Dict[str, Callable[[Any, optax.Schedule], optax.GradientTransformation]] = {
+OPTIMIZERS: dict[str, Callable[[Any, optax.Schedule], optax.GradientTransformation]] = {
     "sgd": _sgd,
     "adamw": _adamw,
 }
 
 
-def create_optimizer(config, steps_per_epoch: int) -> Tuple[optax.GradientTransformation, optax.Schedule]:
+def create_optimizer(
+    config, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
     schedule = SCHEDULES[config.schedule](config, steps_per_epoch)
     return OPTIMIZERS[config.optimizer](config, schedule), schedule
 
 
-def create_train_state(config, model: nn.Module, rng: jax.Array, image_shape: Tuple[int, ...],
-                       steps_per_epoch: int) -> TrainState:
+def create_train_state(
+    config, model: nn.Module, rng: jax.Array, image_shape: tuple[int, ...], steps_per_epoch: int
+) -> TrainState:
     """Initialises parameters, BatchNorm statistics and the optimizer on the host's default device."""
     init_rng, state_rng = jax.random.split(rng)
 
@@ -114,9 +137,15 @@ def create_train_state(config, model: nn.Module, rng: jax.Array, image_shape: Tu
     variables = init(init_rng)
     tx, _ = create_optimizer(config, steps_per_epoch)
     params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables.get("batch_stats", {}),
-                      opt_state=tx.init(params), rng=jax.random.key_data(state_rng),
-                      apply_fn=model.apply, tx=tx)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(state_rng),
+        apply_fn=model.apply,
+        tx=tx,
+    )
 
 
 # ----------------------------------------------------------------------------- steps
@@ -126,8 +155,13 @@ def _all_finite(tree) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def train_step(state: TrainState, batch: Dict[str, jnp.ndarray], *, label_smoothing: float = 0.0,
-               axis_name: Optional[str] = None) -> Tuple[TrainState, Dict[str, jnp.ndarray]]:
+def train_step(
+    state: TrainState,
+    batch: dict[str, jnp.ndarray],
+    *,
+    label_smoothing: float = 0.0,
+    axis_name: str | None = None,
+) -> tuple[TrainState, dict[str, jnp.ndarray]]:
     """One SGD step; with `axis_name`, gradients and metrics are averaged over that axis."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if axis_name is not None:  # a different dropout mask on every device
@@ -135,8 +169,13 @@ def train_step(state: TrainState, batch: Dict[str, jnp.ndarray], *, label_smooth
     images, labels = batch["image"], batch["label"]
 
     def loss_fn(params):
-        logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, images,
-                                         train=True, mutable=["batch_stats"], rngs={"dropout": key})
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": key},
+        )
         num_classes = logits.shape[-1]
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
@@ -150,24 +189,45 @@ def train_step(state: TrainState, batch: Dict[str, jnp.ndarray], *, label_smooth
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
     # Finite grads can still overflow the parameters (a huge learning rate): check what would be saved.
-    metrics["finite"] = jnp.all(jnp.stack([jnp.isfinite(metrics["loss"]), _all_finite(grads),
-                                           _all_finite(new_params), _all_finite(batch_stats)])).astype(jnp.float32)
-    new_state = state.replace(step=state.step + 1, params=new_params, batch_stats=batch_stats, opt_state=opt_state)
+    metrics["finite"] = jnp.all(
+        jnp.stack(
+            [
+                jnp.isfinite(metrics["loss"]),
+                _all_finite(grads),
+                _all_finite(new_params),
+                _all_finite(batch_stats),
+            ]
+        )
+    ).astype(jnp.float32)
+    new_state = state.replace(
+        step=state.step + 1, params=new_params, batch_stats=batch_stats, opt_state=opt_state
+    )
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: Dict[str, jnp.ndarray], *, axis_name: Optional[str] = None
-              ) -> Dict[str, jnp.ndarray]:
+def eval_step(
+    state: TrainState, batch: dict[str, jnp.ndarray], *, axis_name: str | None = None
+) -> dict[str, jnp.ndarray]:
     """Masked sums (loss, correct, count, confusion matrix), so metrics are exact over any padding."""
-    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+    logits = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+    )
     labels, mask = batch["label"], batch["mask"].astype(jnp.float32)
     num_classes = logits.shape[-1]
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     predictions = jnp.argmax(logits, -1)
-    confusion = jnp.einsum("n,ni,nj->ij", mask, jax.nn.one_hot(labels, num_classes),
-                           jax.nn.one_hot(predictions, num_classes))
-    sums = {"loss_sum": jnp.sum(loss * mask), "correct": jnp.sum((predictions == labels) * mask),
-            "count": jnp.sum(mask), "confusion": confusion}
+    confusion = jnp.einsum(
+        "n,ni,nj->ij",
+        mask,
+        jax.nn.one_hot(labels, num_classes),
+        jax.nn.one_hot(predictions, num_classes),
+    )
+    sums = {
+        "loss_sum": jnp.sum(loss * mask),
+        "correct": jnp.sum((predictions == labels) * mask),
+        "count": jnp.sum(mask),
+        "confusion": confusion,
+    }
     if axis_name is not None:
         sums = jax.lax.psum(sums, axis_name)
     return sums
@@ -175,8 +235,11 @@ def eval_step(state: TrainState, batch: Dict[str, jnp.ndarray], *, axis_name: Op
 
 def _pmapped_steps(config):
     """The one place that distributes the steps: pmap over all devices of all processes."""
-    p_train = jax.pmap(functools.partial(train_step, label_smoothing=config.label_smoothing, axis_name=AXIS),
-                       axis_name=AXIS, donate_argnums=(0,))
+    p_train = jax.pmap(
+        functools.partial(train_step, label_smoothing=config.label_smoothing, axis_name=AXIS),
+        axis_name=AXIS,
+        donate_argnums=(0,),
+    )
     p_eval = jax.pmap(functools.partial(eval_step, axis_name=AXIS), axis_name=AXIS)
     return p_train, p_eval
 
@@ -184,15 +247,19 @@ def _pmapped_steps(config):
 # ----------------------------------------------------------------------------- loop
 
 
-def evaluate(p_eval, state, config, info) -> Dict[str, Any]:
+def evaluate(p_eval, state, config, info) -> dict[str, Any]:
     """Exact test metrics over every example of the evaluation split."""
     totals = None
     for batch in input_pipeline.eval_batches(config):
         sums = jax.tree.map(lambda x: np.asarray(x[0], np.float64), p_eval(state, batch))
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
     count = int(totals["count"])
-    return {"test_accuracy": float(totals["correct"] / count), "test_loss": float(totals["loss_sum"] / count),
-            "test_examples": count, "confusion": totals["confusion"].round().astype(np.int64)}
+    return {
+        "test_accuracy": float(totals["correct"] / count),
+        "test_loss": float(totals["loss_sum"] / count),
+        "test_examples": count,
+        "confusion": totals["confusion"].round().astype(np.int64),
+    }
 
 
 class _Preemption:
@@ -247,6 +314,7 @@ def _prepare_synthetic_data(config, workdir: str) -> ml_collections.ConfigDict:
 def _sync(name: str) -> None:
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
+
         multihost_utils.sync_global_devices(name)
 
 
@@ -258,7 +326,7 @@ def _load_history(workdir: str):
     return []
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains, evaluates and checkpoints; rerunning with the same workdir resumes.
 
     In a single process SIGTERM is honoured from the first line: before training starts it
@@ -268,7 +336,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
         return _train_and_evaluate(config, workdir, preemption)
 
 
-def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict[str, Any]:
+def _train_and_evaluate(config, workdir: str, preemption: _Preemption) -> dict[str, Any]:
     # The cheap checks come first, so a bad config, an incompatible checkpoint or a missing
     # dataset fails in seconds and leaves the workdir exactly as it was.
     config_lib.validate(config, workdir=workdir)
@@ -277,7 +345,9 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
     existing.close()
     is_main = jax.process_index() == 0
     if is_main and not config.get("synthetic_stl10"):
-        input_pipeline.get_dataset_info(config)  # prepares the dataset if needed, outside the workdir
+        input_pipeline.get_dataset_info(
+            config
+        )  # prepares the dataset if needed, outside the workdir
     if is_main:
         os.makedirs(workdir, exist_ok=True)
     if config.get("synthetic_stl10"):
@@ -293,7 +363,9 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
     image_shape = (config.image_size, config.image_size, 3)
 
     model = create_model(config, info.num_classes, axis_name=AXIS)
-    state = create_train_state(config, model, jax.random.key(config.seed), image_shape, steps_per_epoch)
+    state = create_train_state(
+        config, model, jax.random.key(config.seed), image_shape, steps_per_epoch
+    )
     _, schedule = create_optimizer(config, steps_per_epoch)
     manager = checkpointing.CheckpointManager(workdir, config, num_classes=info.num_classes)
     state = manager.restore_latest(state)
@@ -305,19 +377,29 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
 
     writer = reporting.create_metric_writer(workdir, is_main_process=is_main)
     if start_step == 0:
-        writer.write_hparams({k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))})
+        writer.write_hparams(
+            {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))}
+        )
     p_train, p_eval = _pmapped_steps(config)
     state = jax_utils.replicate(state)
-    batches = jax_utils.prefetch_to_device(input_pipeline.train_batches(config, start_step=start_step), 2)
-    progress = reporting.Progress(total_steps, start_step, log_every_steps=config.log_every_steps) if is_main else None
+    batches = jax_utils.prefetch_to_device(
+        input_pipeline.train_batches(config, start_step=start_step), 2
+    )
+    progress = (
+        reporting.Progress(total_steps, start_step, log_every_steps=config.log_every_steps)
+        if is_main
+        else None
+    )
 
     pending, timer_start, timed_images, timed_seconds, paused = [], None, 0, 0.0, 0.0
     # Fault injection for tests: a real SIGTERM to ourselves once this step has run.
     preempt_at = int(os.environ.get("SENET_JAX_PREEMPT_AT_STEP", "0"))
-    last_eval: Optional[Dict[str, Any]] = None
+    last_eval: dict[str, Any] | None = None
     step = start_step
     if preemption.requested and step < total_steps:
-        log.warning("SIGTERM received before training started: nothing new to save, rerun the same command to resume")
+        log.warning(
+            "SIGTERM received before training started: nothing new to save, rerun the same command to resume"
+        )
         manager.close()
         return {"preempted": True, "step": step}
 
@@ -330,13 +412,20 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
             if finite[0] < 1:
                 manager.wait_until_finished()  # let the last good save land; the bad state is never saved
                 good = manager.latest_step()
-                kept = f"the last good checkpoint (step {good}) is kept" if good is not None else "no checkpoint was saved"
-                dropped = f" (the state of step {held[0]} led to it and was not saved)" if held else ""
+                kept = (
+                    f"the last good checkpoint (step {good}) is kept"
+                    if good is not None
+                    else "no checkpoint was saved"
+                )
+                dropped = (
+                    f" (the state of step {held[0]} led to it and was not saved)" if held else ""
+                )
                 raise TrainingDivergedError(
                     f"loss, gradients or parameters became NaN/Inf at step {s}{dropped}; {kept}: lower "
-                    f"config.learning_rate (now {config.learning_rate}) or check the data")
+                    f"config.learning_rate (now {config.learning_rate}) or check the data"
+                )
 
-    def flush_metrics(step: int) -> Dict[str, float]:
+    def flush_metrics(step: int) -> dict[str, float]:
         """Brings pending step metrics to the host; stops at the first non-finite step."""
         check_finite()
         fetched = jax.device_get([m for _, m in pending])
@@ -378,31 +467,64 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
                 timed_images = (step - start_step - 1) * config.batch_size
             ips = timed_images / timed_seconds if timed_seconds else 0.0
             if train:
-                scalars = {"train_loss": train["loss"], "train_accuracy": train["accuracy"],
-                           "learning_rate": float(schedule(step - 1)), "images_per_second": ips}
+                scalars = {
+                    "train_loss": train["loss"],
+                    "train_accuracy": train["accuracy"],
+                    "learning_rate": float(schedule(step - 1)),
+                    "images_per_second": ips,
+                }
                 writer.write_scalars(step, scalars)
                 if progress:
-                    progress.update(step, loss=train["loss"], accuracy=train["accuracy"], images_per_second=ips)
-                history.append({"step": step, **{k: scalars[k] for k in ("train_loss", "train_accuracy", "learning_rate")}})
+                    progress.update(
+                        step, loss=train["loss"], accuracy=train["accuracy"], images_per_second=ips
+                    )
+                history.append(
+                    {
+                        "step": step,
+                        **{
+                            k: scalars[k] for k in ("train_loss", "train_accuracy", "learning_rate")
+                        },
+                    }
+                )
         pause_start = time.perf_counter()
         if is_eval:
             last_eval = evaluate(p_eval, state, config, info)
-            writer.write_scalars(step, {"test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]})
-            history.append({"step": step, "test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]})
-            log.info("step %d: test accuracy %.4f, test loss %.4f over %d examples", step,
-                         last_eval["test_accuracy"], last_eval["test_loss"], last_eval["test_examples"])
+            writer.write_scalars(
+                step,
+                {"test_loss": last_eval["test_loss"], "test_accuracy": last_eval["test_accuracy"]},
+            )
+            history.append(
+                {
+                    "step": step,
+                    "test_loss": last_eval["test_loss"],
+                    "test_accuracy": last_eval["test_accuracy"],
+                }
+            )
+            log.info(
+                "step %d: test accuracy %.4f, test loss %.4f over %d examples",
+                step,
+                last_eval["test_accuracy"],
+                last_eval["test_loss"],
+                last_eval["test_examples"],
+            )
         if is_ckpt or stop:
             metrics_for_ckpt = {"test_accuracy": last_eval["test_accuracy"]} if is_eval else None
             host_state = jax.device_get(jax_utils.unreplicate(state))
-            if stop or step == total_steps:  # no next step to vouch for it: finite is the best we know
+            if (
+                stop or step == total_steps
+            ):  # no next step to vouch for it: finite is the best we know
                 save(step, host_state, metrics_for_ckpt)
             else:  # finite parameters can still be a blown-up state: wait for the next step's loss
                 held = (step, host_state, metrics_for_ckpt)
-        paused += time.perf_counter() - pause_start  # evaluation and saving are not training throughput
+        paused += (
+            time.perf_counter() - pause_start
+        )  # evaluation and saving are not training throughput
         if stop and step < total_steps:
             manager.wait_until_finished()
             writer.flush()
-            log.warning("preempted at step %d: checkpoint saved, rerun the same command to resume", step)
+            log.warning(
+                "preempted at step %d: checkpoint saved, rerun the same command to resume", step
+            )
             return {"preempted": True, "step": step}
 
     manager.wait_until_finished()
@@ -411,20 +533,33 @@ def _train_and_evaluate(config, workdir: str, preemption: "_Preemption") -> Dict
     if last_eval is None:  # resumed after the final step: evaluate what was restored
         last_eval = evaluate(p_eval, state, config, info)
     results = {
-        "test_accuracy": last_eval["test_accuracy"], "test_loss": last_eval["test_loss"],
-        "test_examples": last_eval["test_examples"], "train_steps": total_steps, "epochs": config.num_epochs,
+        "test_accuracy": last_eval["test_accuracy"],
+        "test_loss": last_eval["test_loss"],
+        "test_examples": last_eval["test_examples"],
+        "train_steps": total_steps,
+        "epochs": config.num_epochs,
         "images_per_second": timed_images / timed_seconds if timed_seconds else None,
-        "model": config.model, "params": int(sum(x.size for x in jax.tree.leaves(jax_utils.unreplicate(state).params))),
-        "dataset": config.dataset, "image_size": config.image_size, "batch_size": config.batch_size,
-        "devices": jax.device_count(), "processes": jax.process_count(), "backend": jax.default_backend(),
+        "model": config.model,
+        "params": int(sum(x.size for x in jax.tree.leaves(jax_utils.unreplicate(state).params))),
+        "dataset": config.dataset,
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "backend": jax.default_backend(),
     }
     tests = [h for h in history if "test_accuracy" in h]
     if tests:
         best = max(tests, key=lambda h: h["test_accuracy"])
         results.update(best_test_accuracy=best["test_accuracy"], best_step=best["step"])
     if is_main:
-        reporting.write_results(workdir, results, confusion=last_eval["confusion"], class_names=info.class_names,
-                                history=history)
+        reporting.write_results(
+            workdir,
+            results,
+            confusion=last_eval["confusion"],
+            class_names=info.class_names,
+            history=history,
+        )
     writer.flush()
     writer.close()
     manager.close()

@@ -1,8 +1,11 @@
 """Test session set-up: 8 simulated CPU devices so pmap code really runs on several."""
+from __future__ import annotations
 
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
@@ -15,9 +18,9 @@ import pytest  # noqa: E402
 
 @dataclasses.dataclass(frozen=True)
 class Stl10Fixture:
-    root: str          # holds stl10_binary/ and stl10_binary.tar.gz
-    archive: str       # the .tar.gz
-    data_dir: str      # tfds data_dir where the real STL10 builder prepared it
+    root: str  # holds stl10_binary/ and stl10_binary.tar.gz
+    archive: str  # the .tar.gz
+    data_dir: str  # tfds data_dir where the real STL10 builder prepared it
     train_images: np.ndarray  # uint8 [N, 96, 96, 3] as generated, before any encoding
     train_labels: np.ndarray  # 0..9
     test_images: np.ndarray

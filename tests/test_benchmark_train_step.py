@@ -1,4 +1,5 @@
 """benchmarks/train_step.py runs the real train step and prints JSON plus the summary line."""
+from __future__ import annotations
 
 import importlib.util
 import json
@@ -17,8 +18,24 @@ def _load():
 
 
 def test_prints_json_and_last_line(capsys):
-    _load().main(["--batch-size", "4", "--image-size", "32", "--width", "0.25", "--stem-strides", "2",
-                  "--steps", "1", "--repeats", "2", "--warmup", "0"])
+    _load().main(
+        [
+            "--batch-size",
+            "4",
+            "--image-size",
+            "32",
+            "--width",
+            "0.25",
+            "--stem-strides",
+            "2",
+            "--steps",
+            "1",
+            "--repeats",
+            "2",
+            "--warmup",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("train_step images_per_second=")
     result = json.loads("\n".join(out[:-1]))
@@ -38,5 +55,7 @@ def test_bad_choice_fails_in_one_line_before_compiling(capsys):
         _load().main(["--conv", "winograd"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: config.conv_implementation: 'winograd' is not known; use one of auto, matmul, native "
-                   "(e.g. --config.conv_implementation=auto)"]
+    assert err == [
+        "error: config.conv_implementation: 'winograd' is not known; use one of auto, matmul, native "
+        "(e.g. --config.conv_implementation=auto)"
+    ]

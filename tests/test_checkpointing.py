@@ -1,4 +1,5 @@
 """CheckpointManager in process: round trip, damage fallback, incompatible configs, which steps are kept."""
+from __future__ import annotations
 
 import json
 import logging
@@ -9,13 +10,14 @@ import ml_collections
 import numpy as np
 import pytest
 from flax import struct
+from training_runs import assert_trees_identical
 
 from senet_jax.checkpointing import CheckpointManager, IncompatibleCheckpointError
-from training_runs import assert_trees_identical
 
 
 class FakeState(struct.PyTreeNode):
     """The fields CheckpointManager saves, without building a model."""
+
     step: jnp.ndarray
     params: dict
     batch_stats: dict
@@ -24,20 +26,34 @@ class FakeState(struct.PyTreeNode):
 
 
 def make_config(**overrides):
-    c = ml_collections.ConfigDict(dict(model="se_mobilenet_v1", width_multiplier=0.25, stem_strides=2,
-                                       se_reduction=16, optimizer="sgd", keep_checkpoints=2))
+    c = ml_collections.ConfigDict(
+        dict(
+            model="se_mobilenet_v1",
+            width_multiplier=0.25,
+            stem_strides=2,
+            se_reduction=16,
+            optimizer="sgd",
+            keep_checkpoints=2,
+        )
+    )
     c.update(overrides)
     return c
 
 
 def make_state(step, width=4, seed=0):
     rng = np.random.default_rng(seed + step)
-    return FakeState(step=jnp.asarray(step, jnp.int32),
-                     params={"dense": {"kernel": jnp.asarray(rng.normal(size=(512, width)), jnp.float32),
-                                       "bias": jnp.asarray(rng.normal(size=(width,)), jnp.float32)}},
-                     batch_stats={"bn": {"mean": jnp.asarray(rng.normal(size=(width,)), jnp.float32)}},
-                     opt_state=(jnp.asarray(rng.normal(size=(3, width)), jnp.float32),),
-                     rng=jnp.asarray([step, 7], jnp.uint32))
+    return FakeState(
+        step=jnp.asarray(step, jnp.int32),
+        params={
+            "dense": {
+                "kernel": jnp.asarray(rng.normal(size=(512, width)), jnp.float32),
+                "bias": jnp.asarray(rng.normal(size=(width,)), jnp.float32),
+            }
+        },
+        batch_stats={"bn": {"mean": jnp.asarray(rng.normal(size=(width,)), jnp.float32)}},
+        opt_state=(jnp.asarray(rng.normal(size=(3, width)), jnp.float32),),
+        rng=jnp.asarray([step, 7], jnp.uint32),
+    )
 
 
 def save_steps(workdir, steps, config=None, metrics=None):
@@ -84,34 +100,56 @@ def _change_digest(step_dir):
 
 
 def _truncate_state(step_dir):
-    files = [os.path.join(d, n) for d, _, names in os.walk(os.path.join(step_dir, "state")) for n in names]
-    largest = max(files, key=os.path.getsize)   # the array data, not a manifest
+    files = [
+        os.path.join(d, n)
+        for d, _, names in os.walk(os.path.join(step_dir, "state"))
+        for n in names
+    ]
+    largest = max(files, key=os.path.getsize)  # the array data, not a manifest
     with open(largest, "r+b") as f:
         f.truncate(os.path.getsize(largest) // 2)
 
 
-@pytest.mark.parametrize("damage,reason", [(_change_digest, "no longer matches the digest"),
-                                           (_truncate_state, "its state is unreadable")])
-def test_damaged_latest_is_reported_kept_and_the_previous_one_used(tmp_path, caplog, damage, reason):
+@pytest.mark.parametrize(
+    "damage,reason",
+    [
+        (_change_digest, "no longer matches the digest"),
+        (_truncate_state, "its state is unreadable"),
+    ],
+)
+def test_damaged_latest_is_reported_kept_and_the_previous_one_used(
+    tmp_path, caplog, damage, reason
+):
     save_steps(tmp_path, [1, 2])
     damage(str(tmp_path / "checkpoints" / "2"))
     with caplog.at_level(logging.ERROR, logger="senet_jax"):
         restored, steps = restore(tmp_path)
     assert_trees_identical(tree_of(restored), tree_of(make_state(1)))
-    assert steps == [1]                                   # out of the sequence, so step 2 can be saved again
-    assert any("checkpoint 2 " in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    assert steps == [1]  # out of the sequence, so step 2 can be saved again
+    assert any(
+        "checkpoint 2 " in r.getMessage() and reason in r.getMessage() for r in caplog.records
+    )
     kept = os.listdir(tmp_path / "damaged_checkpoints")
-    assert len(kept) == 1 and kept[0].startswith("2-")   # moved aside, not deleted
+    assert len(kept) == 1 and kept[0].startswith("2-")  # moved aside, not deleted
     assert os.path.isdir(tmp_path / "damaged_checkpoints" / kept[0] / "state")
-    save_steps(tmp_path, [2])                             # the run can then save that step afresh
+    save_steps(tmp_path, [2])  # the run can then save that step afresh
     restored, steps = restore(tmp_path)
     assert steps == [1, 2]
     assert_trees_identical(tree_of(restored), tree_of(make_state(2)))
 
 
-@pytest.mark.parametrize("field,value", [("width_multiplier", 0.5), ("model", "mobilenet_v1"),
-                                         ("stem_strides", 1), ("optimizer", "adamw")])
-def test_incompatible_config_is_refused_naming_the_field_and_nothing_is_deleted(tmp_path, field, value):
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("width_multiplier", 0.5),
+        ("model", "mobilenet_v1"),
+        ("stem_strides", 1),
+        ("optimizer", "adamw"),
+    ],
+)
+def test_incompatible_config_is_refused_naming_the_field_and_nothing_is_deleted(
+    tmp_path, field, value
+):
     save_steps(tmp_path, [1, 2])
     before = sorted(os.listdir(tmp_path / "checkpoints"))
     other = make_config(**{field: value})

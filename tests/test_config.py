@@ -1,4 +1,5 @@
 """Bad input fails fast, in one line naming the field and the fix, and leaves the workdir as it was."""
+from __future__ import annotations
 
 import hashlib
 import os
@@ -8,7 +9,8 @@ import time
 import pytest
 
 from configs import smoke, stl10
-from senet_jax import checkpointing, config as config_lib, stl10_format, trainer
+from senet_jax import checkpointing, stl10_format, trainer
+from senet_jax import config as config_lib
 from senet_jax.input_pipeline import DatasetUnavailableError, Stl10ArchiveError
 
 
@@ -28,7 +30,11 @@ BAD_FIELDS = [
     ({"dataset": "stl11"}, "dataset", "--config.dataset=stl10"),
     ({"optimizer": "sgdd"}, "optimizer", "--config.optimizer="),
     ({"schedule": "cosine"}, "schedule", "--config.schedule="),
-    ({"depthwise_implementation": "im2row"}, "depthwise_implementation", "--config.depthwise_implementation="),
+    (
+        {"depthwise_implementation": "im2row"},
+        "depthwise_implementation",
+        "--config.depthwise_implementation=",
+    ),
     ({"conv_implementation": "winograd"}, "conv_implementation", "--config.conv_implementation="),
     ({"batch_size": 100}, "batch_size", "multiple of 8"),
     ({"batch_size": 0}, "batch_size", "positive integer"),
@@ -39,12 +45,22 @@ BAD_FIELDS = [
     ({"weight_decay": -1e-4}, "weight_decay", ">= 0"),
     ({"label_smoothing": 1.0}, "label_smoothing", r"\[0, 1\)"),
     ({"label_smoothing": -0.1}, "label_smoothing", r"\[0, 1\)"),
-    ({"image_size": 8, "stem_strides": 1, "cutout_size": 0}, "image_size", "total stride 16.*--config.image_size=16"),
-    ({"image_size": 24, "stem_strides": 2, "cutout_size": 0}, "image_size", "total stride 32.*--config.image_size=32"),
+    (
+        {"image_size": 8, "stem_strides": 1, "cutout_size": 0},
+        "image_size",
+        "total stride 16.*--config.image_size=16",
+    ),
+    (
+        {"image_size": 24, "stem_strides": 2, "cutout_size": 0},
+        "image_size",
+        "total stride 32.*--config.image_size=32",
+    ),
 ]
 
 
-@pytest.mark.parametrize("overrides,field,fix", BAD_FIELDS, ids=[f"{b[1]}={list(b[0].values())[0]}" for b in BAD_FIELDS])
+@pytest.mark.parametrize(
+    "overrides,field,fix", BAD_FIELDS, ids=[f"{b[1]}={list(b[0].values())[0]}" for b in BAD_FIELDS]
+)
 def test_bad_field_is_named_with_the_fix(overrides, field, fix):
     config = stl10.get_config()
     config.update(overrides)
@@ -64,7 +80,7 @@ def test_config_without_conv_implementation_still_validates():
 def test_defaults_and_smoke_config_are_valid(tmp_path):
     config_lib.validate(stl10.get_config(), workdir=str(tmp_path / "new"), device_count=8)
     config_lib.validate(smoke.get_config(), workdir=str(tmp_path), device_count=8)
-    assert os.listdir(tmp_path) == []            # the write probe cleans up after itself
+    assert os.listdir(tmp_path) == []  # the write probe cleans up after itself
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "proc", "sys"])
@@ -85,7 +101,7 @@ def test_unwritable_workdir_is_refused(tmp_path, where):
 
 def offline_stl10_config(tmp_path, **overrides):
     config = stl10.get_config()
-    config.data_dir = str(tmp_path / "empty_tfds")   # nothing prepared here
+    config.data_dir = str(tmp_path / "empty_tfds")  # nothing prepared here
     config.update(overrides)
     return config
 
@@ -124,12 +140,16 @@ def test_missing_dataset_names_data_dir_and_archive_option_and_creates_no_workdi
     assert not os.path.exists(workdir)
 
 
-@pytest.mark.parametrize("damage,bad_file", [("truncated", "stl10_binary.tar.gz"), ("short_member", "train_X.bin")])
+@pytest.mark.parametrize(
+    "damage,bad_file", [("truncated", "stl10_binary.tar.gz"), ("short_member", "train_X.bin")]
+)
 def test_corrupt_archive_names_the_file_and_leaves_the_workdir(tmp_path, damage, bad_file):
     workdir = _existing_workdir(tmp_path)
     before = tree_hash(workdir)
     config = offline_stl10_config(tmp_path, stl10_archive=_archive(tmp_path, damage))
-    with pytest.raises(Stl10ArchiveError, match=rf"config\.stl10_archive: .*{bad_file}.*(download|again)"):
+    with pytest.raises(
+        Stl10ArchiveError, match=rf"config\.stl10_archive: .*{bad_file}.*(download|again)"
+    ):
         trainer.train_and_evaluate(config, workdir)
     assert tree_hash(workdir) == before
 
@@ -146,9 +166,11 @@ def test_incompatible_checkpoint_is_refused_before_the_dataset_is_touched(tmp_pa
     manager.close()
     before = tree_hash(workdir)
     start = time.perf_counter()
-    with pytest.raises(checkpointing.IncompatibleCheckpointError,
-                       match=r"width_multiplier=1\.0 but the config has width_multiplier=0\.5.*"
-                             r"--config\.width_multiplier=1\.0.*nothing was deleted"):
+    with pytest.raises(
+        checkpointing.IncompatibleCheckpointError,
+        match=r"width_multiplier=1\.0 but the config has width_multiplier=0\.5.*"
+        r"--config\.width_multiplier=1\.0.*nothing was deleted",
+    ):
         trainer.train_and_evaluate(offline_stl10_config(tmp_path, width_multiplier=0.5), workdir)
     assert time.perf_counter() - start < 10
     assert tree_hash(workdir) == before

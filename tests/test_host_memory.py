@@ -1,4 +1,5 @@
 """senet_jax.host_memory: freed host memory is reused across XLA:CPU executions."""
+from __future__ import annotations
 
 import os
 import subprocess
@@ -31,7 +32,9 @@ print(applied, min(windows))
 def _probe(**env):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     full_env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **env}
-    out = subprocess.run([sys.executable, "-c", _PROBE], env=full_env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=full_env, capture_output=True, text=True, check=True
+    )
     applied, faults = out.stdout.split()
     return applied == "True", int(faults)
 

@@ -1,4 +1,5 @@
 """Tests for senet_jax.reporting: summaries, progress output, confusion matrix, result files."""
+from __future__ import annotations
 
 import glob
 import io
@@ -11,7 +12,6 @@ import pytest
 
 from senet_jax import reporting
 
-
 # ---------------------------------------------------------------- metric writer
 
 
@@ -23,7 +23,9 @@ def _read_scalars(workdir):
     acc.Reload()
     out = {}
     for tag in acc.Tags()["tensors"]:
-        out[tag] = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+        out[tag] = [
+            (e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)
+        ]
     return out
 
 
@@ -84,18 +86,31 @@ def test_per_class_accuracy_of_absent_class_is_nan():
 def test_write_json_atomic_round_trips_numpy_and_leaves_no_temp(tmp_path):
     path = tmp_path / "sub" / "out.json"
     data = {
-        "i": np.int64(7), "f": np.float32(0.5), "b": np.bool_(True), "arr": np.arange(4).reshape(2, 2),
-        "nested": {"x": [np.float64(1.25), None]}, "nan": float("nan"),
+        "i": np.int64(7),
+        "f": np.float32(0.5),
+        "b": np.bool_(True),
+        "arr": np.arange(4).reshape(2, 2),
+        "nested": {"x": [np.float64(1.25), None]},
+        "nan": float("nan"),
     }
     reporting.write_json_atomic(str(path), data)
     reporting.write_json_atomic(str(path), data)  # overwriting also works
     assert os.listdir(path.parent) == ["out.json"]
     loaded = json.loads(path.read_text())
-    assert loaded == {"i": 7, "f": 0.5, "b": True, "arr": [[0, 1], [2, 3]], "nested": {"x": [1.25, None]}, "nan": None}
+    assert loaded == {
+        "i": 7,
+        "f": 0.5,
+        "b": True,
+        "arr": [[0, 1], [2, 3]],
+        "nested": {"x": [1.25, None]},
+        "nan": None,
+    }
     assert type(loaded["i"]) is int
     umask = os.umask(0)
     os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any other file the run writes
+    assert (
+        path.stat().st_mode & 0o777 == 0o666 & ~umask
+    )  # readable like any other file the run writes
 
 
 def test_write_json_atomic_keeps_old_file_when_serialisation_fails(tmp_path):
@@ -117,7 +132,12 @@ def _assert_png(path, min_bytes=5000):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(path) > min_bytes
     image = matplotlib.image.imread(path)
-    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200 and image.shape[2] in (3, 4)
+    assert (
+        image.ndim == 3
+        and image.shape[0] > 200
+        and image.shape[1] > 200
+        and image.shape[2] in (3, 4)
+    )
 
 
 def test_write_results_writes_json_and_plots(tmp_path):
@@ -125,12 +145,25 @@ def test_write_results_writes_json_and_plots(tmp_path):
     cm = reporting.confusion_matrix([0, 1, 2, 2, 1], [0, 1, 2, 1, 1], 3)
     history = [
         {"step": 10, "train_loss": 2.0, "train_accuracy": 0.3, "learning_rate": 0.1},
-        {"step": 20, "train_loss": 1.5, "train_accuracy": 0.4, "test_loss": 1.7, "test_accuracy": 0.35},
+        {
+            "step": 20,
+            "train_loss": 1.5,
+            "train_accuracy": 0.4,
+            "test_loss": 1.7,
+            "test_accuracy": 0.35,
+        },
         {"step": 30, "train_loss": 1.1, "train_accuracy": 0.6, "learning_rate": 0.05},
         {"step": 40, "test_loss": 1.2, "test_accuracy": 0.55},
     ]
-    results = {"test_accuracy": np.float32(0.8), "test_loss": 0.6, "test_examples": np.int64(5), "model": "se_mobilenet_v1"}
-    path = reporting.write_results(workdir, results, confusion=cm, class_names=["cat", "dog", "ship"], history=history)
+    results = {
+        "test_accuracy": np.float32(0.8),
+        "test_loss": 0.6,
+        "test_examples": np.int64(5),
+        "model": "se_mobilenet_v1",
+    }
+    path = reporting.write_results(
+        workdir, results, confusion=cm, class_names=["cat", "dog", "ship"], history=history
+    )
     assert path == os.path.join(workdir, "results.json")
     loaded = json.loads(open(path).read())
     assert loaded["test_examples"] == 5 and loaded["model"] == "se_mobilenet_v1"
@@ -139,14 +172,20 @@ def test_write_results_writes_json_and_plots(tmp_path):
     assert loaded["confusion_matrix"] == [[1, 0, 0], [0, 2, 0], [0, 1, 1]]
     _assert_png(os.path.join(workdir, "confusion_matrix.png"))
     _assert_png(os.path.join(workdir, "learning_curves.png"))
-    assert sorted(os.listdir(workdir)) == ["confusion_matrix.png", "learning_curves.png", "results.json"]
+    assert sorted(os.listdir(workdir)) == [
+        "confusion_matrix.png",
+        "learning_curves.png",
+        "results.json",
+    ]
 
 
 def test_write_results_without_extras_writes_only_json(tmp_path):
     reporting.write_results(str(tmp_path), {"test_accuracy": 0.5})
     assert os.listdir(tmp_path) == ["results.json"]
     with pytest.raises(ValueError, match="class_names"):
-        reporting.write_results(str(tmp_path), {}, confusion=np.eye(3, dtype=int), class_names=["a", "b"])
+        reporting.write_results(
+            str(tmp_path), {}, confusion=np.eye(3, dtype=int), class_names=["a", "b"]
+        )
 
 
 # ---------------------------------------------------------------- progress
@@ -164,7 +203,9 @@ def test_progress_log_lines_at_interval(monkeypatch):
     clock = _Clock()
     monkeypatch.setattr(reporting, "_now", clock)
     stream = io.StringIO()
-    progress = reporting.Progress(120, interactive=None, log_every_steps=50, stream=stream)  # StringIO: not a tty
+    progress = reporting.Progress(
+        120, interactive=None, log_every_steps=50, stream=stream
+    )  # StringIO: not a tty
     for step in range(1, 121):
         clock.t = 0.5 * step  # 2 steps per second
         progress.update(step, loss=1.0 / step, accuracy=0.5, images_per_second=256.0)
@@ -181,10 +222,14 @@ def test_progress_log_lines_at_interval(monkeypatch):
 def test_progress_logs_when_updates_skip_the_exact_multiple(monkeypatch):
     monkeypatch.setattr(reporting, "_now", _Clock())
     stream = io.StringIO()
-    progress = reporting.Progress(200, start_step=30, interactive=False, log_every_steps=50, stream=stream)
+    progress = reporting.Progress(
+        200, start_step=30, interactive=False, log_every_steps=50, stream=stream
+    )
     for step in (60, 90, 120, 150):
         progress.update(step, loss=0.1, accuracy=0.9, images_per_second=10.0)
-    steps = [int(re.search(r"step\s+(\d+)/", line).group(1)) for line in stream.getvalue().splitlines()]
+    steps = [
+        int(re.search(r"step\s+(\d+)/", line).group(1)) for line in stream.getvalue().splitlines()
+    ]
     assert steps == [60, 120, 150]
     assert "ETA --:--" in stream.getvalue().splitlines()[0]  # no rate yet after one update
 
@@ -202,7 +247,12 @@ def test_progress_interactive_bar_redraws_in_place():
     progress.close()
     text = stream.getvalue()
     assert text.count("\r") >= 2
-    assert "10/10" in text and "loss 0.5000" in text and "accuracy 75.00%" in text and "123.0 img/s" in text
+    assert (
+        "10/10" in text
+        and "loss 0.5000" in text
+        and "accuracy 75.00%" in text
+        and "123.0 img/s" in text
+    )
     assert "ETA" in text
 
 

@@ -1,4 +1,5 @@
 """The generated archive follows STL10's official binary layout and its images are learnable."""
+from __future__ import annotations
 
 import os
 import tarfile
@@ -10,8 +11,8 @@ from senet_jax import stl10_format
 
 def test_pixel_layout_is_channel_planes_stored_column_major():
     image = np.zeros((1, 96, 96, 3), np.uint8)
-    image[0, 5, 70, 2] = 200   # row 5, column 70, blue
-    image[0, 90, 1, 0] = 17    # row 90, column 1, red
+    image[0, 5, 70, 2] = 200  # row 5, column 70, blue
+    image[0, 90, 1, 0] = 17  # row 90, column 1, red
     data = stl10_format.encode_images(image)
     assert len(data) == 3 * 96 * 96
     flat = np.frombuffer(data, np.uint8)
@@ -43,7 +44,9 @@ def test_archive_has_official_files_sizes_and_labels(tmp_path):
     folds = (folder / "fold_indices.txt").read_text().splitlines()
     assert len(folds) == 10
     assert all(0 <= int(i) < 23 for line in folds for i in line.split())
-    assert stl10_format.write_stl10_archive(str(tmp_path / "b"), 2, 2, pack=False) == str(tmp_path / "b")
+    assert stl10_format.write_stl10_archive(str(tmp_path / "b"), 2, 2, pack=False) == str(
+        tmp_path / "b"
+    )
 
 
 def test_marker_reveals_orientation():
@@ -54,6 +57,7 @@ def test_marker_reveals_orientation():
 
 def test_classes_are_separable_at_32x32():
     """A nearest-class-mean classifier on 32x32 thumbnails beats chance by far on held-out images."""
+
     def thumbs(x):
         return x.reshape(len(x), 32, 3, 32, 3, 3).mean(axis=(2, 4)).reshape(len(x), -1)
 

@@ -1,18 +1,24 @@
 """train.py end to end, on generated STL10-layout data through the real code path."""
+from __future__ import annotations
 
 import json
 import os
 
 import numpy as np
-
-from training_runs import (TINY_STEPS, assert_same_as_reference, assert_trees_identical, checkpoint_steps, load_state,
-                           run_train)
+from training_runs import (
+    TINY_STEPS,
+    assert_same_as_reference,
+    assert_trees_identical,
+    checkpoint_steps,
+    load_state,
+    run_train,
+)
 
 
 def test_end_to_end_leaves_results_checkpoints_and_summaries(reference_run):
     with open(os.path.join(reference_run, "results.json")) as f:
         results = json.load(f)
-    assert results["test_examples"] == 40                      # every test image, exactly once
+    assert results["test_examples"] == 40  # every test image, exactly once
     assert results["train_steps"] == TINY_STEPS and results["epochs"] == 4
     assert results["model"] == "se_mobilenet_v1" and results["params"] > 0
     assert results["devices"] == 8 and results["images_per_second"] > 0
@@ -50,8 +56,16 @@ def test_preempted_then_resumed_run_is_bit_identical(reference_run, compile_cach
 
 def test_learnable_data_loss_falls_and_accuracy_beats_chance(compile_cache, tmp_path):
     workdir = str(tmp_path / "learn")
-    proc = run_train(workdir, compile_cache, synthetic_stl10="(320,100)", batch_size=32, num_epochs=8,
-                     eval_every_epochs=8, checkpoint_every_steps=1000, log_every_steps=10)
+    proc = run_train(
+        workdir,
+        compile_cache,
+        synthetic_stl10="(320,100)",
+        batch_size=32,
+        num_epochs=8,
+        eval_every_epochs=8,
+        checkpoint_every_steps=1000,
+        log_every_steps=10,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(workdir, "history.json")) as f:
         history = [h for h in json.load(f) if "train_loss" in h]
@@ -59,4 +73,4 @@ def test_learnable_data_loss_falls_and_accuracy_beats_chance(compile_cache, tmp_
         results = json.load(f)
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
     assert results["test_examples"] == 100
-    assert results["test_accuracy"] >= 0.3, results["test_accuracy"]   # chance is 0.1
+    assert results["test_accuracy"] >= 0.3, results["test_accuracy"]  # chance is 0.1

@@ -1,4 +1,5 @@
 """The pure training pieces: optimizer, train_step, eval_step, and their pmapped forms."""
+from __future__ import annotations
 
 import functools
 
@@ -24,14 +25,16 @@ def small_config(**overrides):
 
 def make_state(config, num_classes=10, axis_name=None, steps_per_epoch=5):
     model = trainer.create_model(config, num_classes, axis_name=axis_name)
-    return trainer.create_train_state(config, model, jax.random.key(0), (config.image_size,) * 2 + (3,), steps_per_epoch)
+    return trainer.create_train_state(
+        config, model, jax.random.key(0), (config.image_size,) * 2 + (3,), steps_per_epoch
+    )
 
 
 def learnable_batch(n=16, size=32, seed=0):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n).astype(np.int32)
     images = rng.normal(size=(n, size, size, 3)).astype(np.float32)
-    images[..., 0] += labels[:, None, None] / 3.0 - 1.5   # the class is written in the red channel
+    images[..., 0] += labels[:, None, None] / 3.0 - 1.5  # the class is written in the red channel
     return {"image": images, "label": labels}
 
 
@@ -42,7 +45,9 @@ STEP = jax.jit(trainer.train_step)
 
 @pytest.fixture(scope="module")
 def sgd_state():
-    return make_state(small_config(optimizer="sgd", learning_rate=0.1, warmup_epochs=0, stem_strides=1))
+    return make_state(
+        small_config(optimizer="sgd", learning_rate=0.1, warmup_epochs=0, stem_strides=1)
+    )
 
 
 def test_weight_decay_skips_batchnorm_and_biases(sgd_state):
@@ -55,8 +60,13 @@ def test_weight_decay_skips_batchnorm_and_biases(sgd_state):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_train_step_lowers_the_loss_on_a_fixed_batch(optimizer, sgd_state):
-    state = sgd_state if optimizer == "sgd" else make_state(
-        small_config(optimizer="adamw", learning_rate=3e-3, warmup_epochs=0, stem_strides=1))
+    state = (
+        sgd_state
+        if optimizer == "sgd"
+        else make_state(
+            small_config(optimizer="adamw", learning_rate=3e-3, warmup_epochs=0, stem_strides=1)
+        )
+    )
     batch = learnable_batch()
     losses = []
     for _ in range(10):
@@ -89,7 +99,9 @@ def test_eval_step_sums_only_masked_examples(sgd_state):
     batch = learnable_batch(8)
     mask = np.array([1, 1, 1, 0, 1, 0, 0, 1], bool)
     sums = jax.jit(trainer.eval_step)(state, {**batch, "mask": mask})
-    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+    logits = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+    )
     pred = np.asarray(jnp.argmax(logits, -1))
     loss = np.asarray(-jax.nn.log_softmax(logits)[np.arange(8), batch["label"]])
     assert sums["count"] == 5
@@ -109,9 +121,17 @@ def test_eight_devices_and_one_device_give_the_same_parameters():
     assert jax.local_device_count() == 8
     config = small_config(batch_size=16, learning_rate=0.01, warmup_epochs=0)
     with jax.enable_x64(True):
+
         def state_for(axis_name):
-            model = create_model("se_mobilenet_v1", num_classes=10, width_multiplier=0.25, stem_strides=1,
-                                 bn_axis_name=axis_name, dtype=jnp.float64, param_dtype=jnp.float64)
+            model = create_model(
+                "se_mobilenet_v1",
+                num_classes=10,
+                width_multiplier=0.25,
+                stem_strides=1,
+                bn_axis_name=axis_name,
+                dtype=jnp.float64,
+                param_dtype=jnp.float64,
+            )
             return trainer.create_train_state(config, model, jax.random.key(0), (32, 32, 3), 5)
 
         def batch(seed):
@@ -120,7 +140,9 @@ def test_eight_devices_and_one_device_give_the_same_parameters():
 
         shard = lambda b: jax.tree.map(lambda x: x.reshape(8, 2, *x.shape[1:]), b)
         step1 = jax.jit(trainer.train_step)
-        step8 = jax.pmap(functools.partial(trainer.train_step, axis_name=trainer.AXIS), axis_name=trainer.AXIS)
+        step8 = jax.pmap(
+            functools.partial(trainer.train_step, axis_name=trainer.AXIS), axis_name=trainer.AXIS
+        )
         single, replicated = state_for(None), jax_utils.replicate(state_for(trainer.AXIS))
         for i in range(2):
             single, m1 = step1(single, batch(i))
@@ -136,8 +158,10 @@ def test_dropout_keys_differ_across_devices(sgd_state):
     state = jax_utils.replicate(sgd_state)
 
     def logits_per_device(state, batch):
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
-                                 jax.lax.axis_index(trainer.AXIS))
+        key = jax.random.fold_in(
+            jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
+            jax.lax.axis_index(trainer.AXIS),
+        )
         return jax.random.bernoulli(key, 0.5, (64,))
 
     masks = jax.pmap(logits_per_device, axis_name=trainer.AXIS)(state, None)

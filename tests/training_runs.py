@@ -3,12 +3,13 @@
 Shared by the end-to-end, resume and fault tests. A persistent XLA compilation cache shared by
 all runs of the session keeps repeated runs of the same tiny job cheap.
 """
+from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
-from typing import Dict, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,35 +17,58 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # 64 train / 40 test images at 32x32, batch 16 over 8 devices: 4 steps an epoch, 16 in all.
 TINY = {
-    "synthetic_stl10": "(64,40)", "batch_size": 16, "num_epochs": 4, "warmup_epochs": 1,
-    "eval_every_epochs": 2, "checkpoint_every_steps": 2, "log_every_steps": 1, "keep_checkpoints": 2,
+    "synthetic_stl10": "(64,40)",
+    "batch_size": 16,
+    "num_epochs": 4,
+    "warmup_epochs": 1,
+    "eval_every_epochs": 2,
+    "checkpoint_every_steps": 2,
+    "log_every_steps": 1,
+    "keep_checkpoints": 2,
 }
 TINY_STEPS = 16
 
 
-def config_flags(overrides: Dict[str, object]) -> list:
+def config_flags(overrides: dict[str, object]) -> list:
     return [f"--config.{k}={v}" for k, v in overrides.items()]
 
 
 def train_command(workdir: str, config: str = "configs/smoke.py", **overrides) -> list:
-    return [sys.executable, os.path.join(REPO, "train.py"), f"--config={os.path.join(REPO, config)}",
-            f"--workdir={workdir}", *config_flags({**TINY, **overrides})]
+    return [
+        sys.executable,
+        os.path.join(REPO, "train.py"),
+        f"--config={os.path.join(REPO, config)}",
+        f"--workdir={workdir}",
+        *config_flags({**TINY, **overrides}),
+    ]
 
 
 def train_env(cache_dir: str, **extra) -> dict:
     env = dict(os.environ)
-    env.update({
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": cache_dir, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
-    })
+    env.update(
+        {
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+            "JAX_PLATFORMS": "cpu",
+            "JAX_COMPILATION_CACHE_DIR": cache_dir,
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+            "PYTHONPATH": REPO,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+    )
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def run_train(workdir: str, cache_dir: str, *, env_extra=None, timeout: float = 600, **overrides):
-    return subprocess.run(train_command(workdir, **overrides), env=train_env(cache_dir, **(env_extra or {})),
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        train_command(workdir, **overrides),
+        env=train_env(cache_dir, **(env_extra or {})),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def checkpoint_steps(workdir: str) -> Sequence[int]:
@@ -77,7 +101,10 @@ def assert_same_as_reference(workdir: str, reference_run: str) -> None:
     """Finished at the last step with the uninterrupted run's parameters and test results, exactly."""
     assert checkpoint_steps(workdir)[-1] == TINY_STEPS
     assert_trees_identical(load_state(workdir), load_state(reference_run))
-    with open(os.path.join(workdir, "results.json")) as f, open(os.path.join(reference_run, "results.json")) as g:
+    with (
+        open(os.path.join(workdir, "results.json")) as f,
+        open(os.path.join(reference_run, "results.json")) as g,
+    ):
         resumed, reference = json.load(f), json.load(g)
     for key in ("test_accuracy", "test_loss", "test_examples", "confusion_matrix"):
         assert resumed[key] == reference[key]

@@ -1,13 +1,15 @@
 """Model registry: `create_model(name, **kwargs)` and `list_models()`, timm-style."""
+from __future__ import annotations
 
-from typing import Callable, Dict, List
+from collections.abc import Callable
+from typing import Dict, List
 
 import flax.linen as nn
 
 from senet_jax.models.mobilenet_v1 import MobileNetV1
 from senet_jax.models.se import SqueezeExcite
 
-_REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -16,7 +18,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def list_models() -> List[str]:
+def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 

@@ -1,8 +1,10 @@
 """MobileNetV1 (Howard et al., 2017), optionally with an SE block in every
 depthwise-separable block, the SE-MobileNet of the SENet paper (Table 3)."""
+from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -14,9 +16,20 @@ from senet_jax.models.se import SqueezeExcite
 
 STEM_FEATURES = 32
 # (pointwise output channels, depthwise stride) of the 13 depthwise-separable blocks.
-BLOCKS: Tuple[Tuple[int, int], ...] = (
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+BLOCKS: tuple[tuple[int, int], ...] = (
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
 )
 
 
@@ -50,13 +63,26 @@ class SeparableBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        x = DepthwiseConv(strides=(self.strides, self.strides), implementation=self.depthwise_implementation,
-                          dtype=self.dtype, param_dtype=self.param_dtype, name="depthwise")(x)
+        x = DepthwiseConv(
+            strides=(self.strides, self.strides),
+            implementation=self.depthwise_implementation,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="depthwise",
+        )(x)
         x = self.norm(name="depthwise_bn")(x)
-        x = PointwiseConv(self.features, implementation=self.conv_implementation, dtype=self.dtype, param_dtype=self.param_dtype, name="pointwise")(x)
+        x = PointwiseConv(
+            self.features,
+            implementation=self.conv_implementation,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="pointwise",
+        )(x)
         x = self.norm(name="pointwise_bn")(x)
         if self.use_se:
-            x = SqueezeExcite(**dict(self.se_options), dtype=self.dtype, param_dtype=self.param_dtype, name="se")(x)
+            x = SqueezeExcite(
+                **dict(self.se_options), dtype=self.dtype, param_dtype=self.param_dtype, name="se"
+            )(x)
         return x
 
 
@@ -77,12 +103,12 @@ class MobileNetV1(nn.Module):
     se_squeeze: str = "avg"
     se_gate: str = "sigmoid"
     se_min_features: int = 1
-    se_blocks: Optional[Sequence[int]] = None
+    se_blocks: Sequence[int] | None = None
     stem_strides: int = 2
     dropout_rate: float = 0.0
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
-    bn_axis_name: Optional[str] = None
+    bn_axis_name: str | None = None
     depthwise_implementation: str = "auto"
     conv_implementation: str = "auto"
     dtype: Any = jnp.float32
@@ -91,24 +117,50 @@ class MobileNetV1(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         # BatchNorm + ReLU fused (senet_jax.models.norm): same parameters and statistics as nn.BatchNorm.
-        norm = functools.partial(BatchNormReLU, use_running_average=not train, momentum=self.bn_momentum,
-                                 epsilon=self.bn_epsilon, axis_name=self.bn_axis_name, use_fast_variance=False,
-                                 dtype=self.dtype, param_dtype=self.param_dtype)
-        se_options = dict(reduction=self.se_reduction, squeeze=self.se_squeeze,
-                          gate=self.se_gate, min_features=self.se_min_features)
+        norm = functools.partial(
+            BatchNormReLU,
+            use_running_average=not train,
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            axis_name=self.bn_axis_name,
+            use_fast_variance=False,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+        se_options = dict(
+            reduction=self.se_reduction,
+            squeeze=self.se_squeeze,
+            gate=self.se_gate,
+            min_features=self.se_min_features,
+        )
         se_blocks = range(len(BLOCKS)) if self.se_blocks is None else set(self.se_blocks)
 
         x = x.astype(self.dtype)
-        x = StemConv(scale_width(STEM_FEATURES, self.width_multiplier), strides=(self.stem_strides,) * 2,
-                     implementation=self.conv_implementation, dtype=self.dtype, param_dtype=self.param_dtype, name="stem")(x)
+        x = StemConv(
+            scale_width(STEM_FEATURES, self.width_multiplier),
+            strides=(self.stem_strides,) * 2,
+            implementation=self.conv_implementation,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="stem",
+        )(x)
         x = norm(name="stem_bn")(x)
         for i, (features, strides) in enumerate(BLOCKS):
-            x = SeparableBlock(features=scale_width(features, self.width_multiplier), strides=strides,
-                               use_se=self.use_se and i in se_blocks, se_options=se_options,
-                               depthwise_implementation=self.depthwise_implementation,
-                               conv_implementation=self.conv_implementation, norm=norm,
-                               dtype=self.dtype, param_dtype=self.param_dtype, name=f"block{i + 1:02d}")(x)
+            x = SeparableBlock(
+                features=scale_width(features, self.width_multiplier),
+                strides=strides,
+                use_se=self.use_se and i in se_blocks,
+                se_options=se_options,
+                depthwise_implementation=self.depthwise_implementation,
+                conv_implementation=self.conv_implementation,
+                norm=norm,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=f"block{i + 1:02d}",
+            )(x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="classifier")(x)
+        x = nn.Dense(
+            self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="classifier"
+        )(x)
         return x.astype(jnp.float32)

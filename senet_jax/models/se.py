@@ -3,18 +3,20 @@
 The options mirror the paper's ablations (Tables 10-13): reduction ratio, squeeze
 operator and excitation gate, so each ablation is a config change, not a code change.
 """
+from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-SQUEEZE_OPS: Dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
+SQUEEZE_OPS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "avg": lambda x: jnp.mean(x, axis=(1, 2)),
     "max": lambda x: jnp.max(x, axis=(1, 2)),
 }
 
-GATES: Dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
+GATES: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "sigmoid": nn.sigmoid,
     "tanh": jnp.tanh,
     "relu": nn.relu,
@@ -44,12 +46,16 @@ class SqueezeExcite(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         if self.squeeze not in SQUEEZE_OPS:
-            raise ValueError(f"SqueezeExcite.squeeze={self.squeeze!r}: use one of {sorted(SQUEEZE_OPS)}")
+            raise ValueError(
+                f"SqueezeExcite.squeeze={self.squeeze!r}: use one of {sorted(SQUEEZE_OPS)}"
+            )
         if self.gate not in GATES:
             raise ValueError(f"SqueezeExcite.gate={self.gate!r}: use one of {sorted(GATES)}")
         channels = x.shape[-1]
         hidden = se_hidden_features(channels, self.reduction, self.min_features)
-        dense = lambda n, name: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+        dense = lambda n, name: nn.Dense(
+            n, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+        )
         # Pool in float32: a mean over thousands of bf16 values loses precision.
         s = SQUEEZE_OPS[self.squeeze](x.astype(jnp.float32)).astype(self.dtype)
         s = nn.relu(dense(hidden, "reduce")(s))

@@ -1,4 +1,5 @@
 """The SE block: squeeze, excitation and scale, and the paper's ablation options."""
+from __future__ import annotations
 
 import chex
 import jax
@@ -40,8 +41,11 @@ def test_scale_multiplies_channels_by_hand_computed_gates():
     block = SqueezeExcite(reduction=2)
     w1 = jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]) * 0.1
     w2 = jnp.array([[1.0, -1.0, 0.0, 2.0], [0.0, 1.0, -1.0, 0.0]])
-    params = {"reduce": {"kernel": w1, "bias": jnp.zeros(2)}, "expand": {"kernel": w2, "bias": jnp.array([0.0, 0.0, 0.5, 0.0])}}
-    squeezed = x.mean(axis=(1, 2))[0]                     # channel means
+    params = {
+        "reduce": {"kernel": w1, "bias": jnp.zeros(2)},
+        "expand": {"kernel": w2, "bias": jnp.array([0.0, 0.0, 0.5, 0.0])},
+    }
+    squeezed = x.mean(axis=(1, 2))[0]  # channel means
     hidden = np.maximum(squeezed @ np.asarray(w1), 0.0)
     gates = 1 / (1 + np.exp(-(hidden @ np.asarray(w2) + np.array([0, 0, 0.5, 0]))))
     expected = np.asarray(x) * gates
@@ -49,7 +53,9 @@ def test_scale_multiplies_channels_by_hand_computed_gates():
 
 
 @pytest.mark.parametrize("squeeze", ["avg", "max"])
-@pytest.mark.parametrize("gate,lo,hi", [("sigmoid", 0.0, 1.0), ("tanh", -1.0, 1.0), ("relu", 0.0, np.inf)])
+@pytest.mark.parametrize(
+    "gate,lo,hi", [("sigmoid", 0.0, 1.0), ("tanh", -1.0, 1.0), ("relu", 0.0, np.inf)]
+)
 def test_every_squeeze_and_gate_option(x, squeeze, gate, lo, hi):
     block = SqueezeExcite(squeeze=squeeze, gate=gate)
     variables = block.init(jax.random.key(1), x)

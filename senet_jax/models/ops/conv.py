@@ -26,7 +26,9 @@ AUTO_CONV_BY_BACKEND = {"cpu": "matmul"}
 
 def resolve_conv_implementation(name: str) -> str:
     """Maps "auto" to the implementation measured fastest on the default backend."""
-    return backend_choice.resolve("conv", name, CONV_IMPLEMENTATIONS, AUTO_CONV_BY_BACKEND, "native")
+    return backend_choice.resolve(
+        "conv", name, CONV_IMPLEMENTATIONS, AUTO_CONV_BY_BACKEND, "native"
+    )
 
 
 class Conv(nn.Module):
@@ -52,20 +54,37 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         kh, kw = self.kernel_size
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype)
+        kernel = self.param(
+            "kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype
+        )
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         padding = ((kh // 2, kh // 2), (kw // 2, kw // 2))
         if resolve_conv_implementation(self.implementation) == "native":
-            return lax.conv_general_dilated(x, kernel, self.strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            return lax.conv_general_dilated(
+                x, kernel, self.strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
         (sh, sw), (n, h, w, c) = self.strides, x.shape
         ho, wo = (h + 2 * (kh // 2) - kh) // sh + 1, (w + 2 * (kw // 2) - kw) // sw + 1
         xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
         # Tap-major, channel-minor: the order of kernel.reshape(kh * kw * c, features).
-        patches = jnp.concatenate([
-            lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
-            for i in range(kh) for j in range(kw)], axis=-1)
-        y = lax.dot_general(patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, self.features),
-                            (((1,), (0,)), ((), ())))
+        patches = jnp.concatenate(
+            [
+                lax.slice(
+                    xp,
+                    (0, i, j, 0),
+                    (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c),
+                    (1, sh, sw, 1),
+                )
+                for i in range(kh)
+                for j in range(kw)
+            ],
+            axis=-1,
+        )
+        y = lax.dot_general(
+            patches.reshape(-1, kh * kw * c),
+            kernel.reshape(kh * kw * c, self.features),
+            (((1,), (0,)), ((), ())),
+        )
         return y.reshape(n, ho, wo, self.features)
 
 

@@ -10,9 +10,11 @@ gradient, is several times slower than nine shifted multiply-adds; the kernel
 gradient of those is fastest as one fused reduction that reads x and the cotangent
 once and keeps few, small partial sums.
 """
+from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Sequence, Tuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -24,17 +26,24 @@ from senet_jax.models.ops.reductions import channel_sums
 
 # formulation(x, kernel, strides, padding) -> y, with kernel shaped (kh, kw, 1, C)
 # exactly like nn.Conv(feature_group_count=C), so checkpoints do not depend on it.
-Formulation = Callable[[jnp.ndarray, jnp.ndarray, Tuple[int, int], Sequence[Tuple[int, int]]], jnp.ndarray]
+Formulation = Callable[
+    [jnp.ndarray, jnp.ndarray, tuple[int, int], Sequence[tuple[int, int]]], jnp.ndarray
+]
 
 
 def grouped_conv(x, kernel, strides, padding):
     """XLA's native grouped convolution: the best choice on GPU and TPU."""
     return lax.conv_general_dilated(
-        x, kernel, window_strides=strides, padding=padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=x.shape[-1])
+        x,
+        kernel,
+        window_strides=strides,
+        padding=padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[-1],
+    )
 
 
-def _output_size(size: int, k: int, stride: int, pad: Tuple[int, int]) -> int:
+def _output_size(size: int, k: int, stride: int, pad: tuple[int, int]) -> int:
     return (size + pad[0] + pad[1] - k) // stride + 1
 
 
@@ -42,7 +51,9 @@ def _tap(xp, i, j, out_hw, strides):
     """The input pixels that kernel tap (i, j) meets, one per output pixel."""
     (ho, wo), (sh, sw) = out_hw, strides
     n, c = xp.shape[0], xp.shape[3]
-    return lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1))
+    return lax.slice(
+        xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c), (1, sh, sw, 1)
+    )
 
 
 def _multiply_add_taps(xp, kernel, out_hw, strides):
@@ -79,7 +90,9 @@ def _kernel_grad(x, g, kernel_hw, strides, padding):
     acc_dtype = jnp.promote_types(g.dtype, jnp.float32)
     xp = _pad(x, padding)
     g = g.astype(acc_dtype)
-    products = tuple(_tap(xp, i, j, out_hw, strides).astype(acc_dtype) * g for i in range(kh) for j in range(kw))
+    products = tuple(
+        _tap(xp, i, j, out_hw, strides).astype(acc_dtype) * g for i in range(kh) for j in range(kw)
+    )
     dk = jnp.stack(channel_sums(*products))
     return dk.reshape(kh, kw, 1, g.shape[-1])
 
@@ -91,7 +104,11 @@ def _input_grad(g, kernel, in_hw, strides, padding):
     ho, wo = g.shape[1:3]
     lo = (kh - 1 - padding[0][0], kw - 1 - padding[1][0])
     hi = (h + kh - 1 - lo[0] - ((ho - 1) * sh + 1), w + kw - 1 - lo[1] - ((wo - 1) * sw + 1))
-    gp = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (lo[0], hi[0], sh - 1), (lo[1], hi[1], sw - 1), (0, 0, 0)))
+    gp = lax.pad(
+        g,
+        jnp.zeros((), g.dtype),
+        ((0, 0, 0), (lo[0], hi[0], sh - 1), (lo[1], hi[1], sw - 1), (0, 0, 0)),
+    )
     return _multiply_add_taps(gp, kernel[::-1, ::-1], (h, w), (1, 1))
 
 
@@ -119,14 +136,14 @@ def shift_add_vjp(x, kernel, strides, padding):
     return _shift_add_vjp(x, kernel, tuple(strides), tuple(tuple(p) for p in padding))
 
 
-FORMULATIONS: Dict[str, Formulation] = {
+FORMULATIONS: dict[str, Formulation] = {
     "grouped": grouped_conv,
     "shift_add": shift_add,
     "shift_add_vjp": shift_add_vjp,
 }
 
 # Backend -> formulation picked by implementation="auto".
-AUTO_BY_BACKEND: Dict[str, str] = {"cpu": "shift_add_vjp"}
+AUTO_BY_BACKEND: dict[str, str] = {"cpu": "shift_add_vjp"}
 
 
 def resolve_implementation(name: str) -> str:
@@ -137,8 +154,8 @@ def resolve_implementation(name: str) -> str:
 class DepthwiseConv(nn.Module):
     """A bias-free depthwise convolution with symmetric padding of kernel_size // 2."""
 
-    kernel_size: Tuple[int, int] = (3, 3)
-    strides: Tuple[int, int] = (1, 1)
+    kernel_size: tuple[int, int] = (3, 3)
+    strides: tuple[int, int] = (1, 1)
     implementation: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -147,7 +164,9 @@ class DepthwiseConv(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         channels = x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, 1, channels), self.param_dtype)
+        kernel = self.param(
+            "kernel", self.kernel_init, (*self.kernel_size, 1, channels), self.param_dtype
+        )
         padding = [(k // 2, k // 2) for k in self.kernel_size]
         fn = FORMULATIONS[resolve_implementation(self.implementation)]
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)

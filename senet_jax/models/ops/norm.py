@@ -8,9 +8,11 @@ faster (benchmarks/RESULTS.md). Parameters and statistics are named and computed
 exactly as flax's nn.BatchNorm (fast variance, biased batch variance, running
 averages with `momentum`), so checkpoints and numerics do not change.
 """
+from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -20,7 +22,7 @@ from jax import lax
 from senet_jax.models.ops.reductions import channel_sums
 
 
-def batch_stats(x: jnp.ndarray, axis_name: Optional[str], use_fast_variance: bool = True):
+def batch_stats(x: jnp.ndarray, axis_name: str | None, use_fast_variance: bool = True):
     """Mean and biased variance over all but the channel axis, as flax computes them (at least float32).
 
     use_fast_variance: E[x^2] - E[x]^2 in one pass (clipped at 0), else E[(x - E[x])^2].
@@ -83,7 +85,7 @@ class BatchNormReLU(nn.Module):
     use_running_average: bool = False
     momentum: float = 0.99
     epsilon: float = 1e-5
-    axis_name: Optional[str] = None
+    axis_name: str | None = None
     use_fast_variance: bool = True
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
@@ -93,18 +95,29 @@ class BatchNormReLU(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         features = x.shape[-1]
-        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), (features,))
-        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (features,))
+        ra_mean = self.variable(
+            "batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), (features,)
+        )
+        ra_var = self.variable(
+            "batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (features,)
+        )
         scale = self.param("scale", self.scale_init, (features,), self.param_dtype)
         bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
         if self.use_running_average:
-            y = jnp.maximum(_normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon), 0.0)
+            y = jnp.maximum(
+                _normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon), 0.0
+            )
             return y.astype(self.dtype)
         # Like nn.BatchNorm: no cross-device mean while initializing (the axis may not exist yet).
         axis_name = None if self.is_initializing() else self.axis_name
-        y, mean, var = batch_norm_relu(x, scale, bias, self.epsilon, axis_name,
-                                       self.use_fast_variance)
+        y, mean, var = batch_norm_relu(
+            x, scale, bias, self.epsilon, axis_name, self.use_fast_variance
+        )
         if not self.is_initializing():
-            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * lax.stop_gradient(mean)
-            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * lax.stop_gradient(var)
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * lax.stop_gradient(
+                mean
+            )
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * lax.stop_gradient(
+                var
+            )
         return y.astype(self.dtype)

@@ -1,4 +1,5 @@
 """The fused BatchNorm+ReLU must be relu(nn.BatchNorm(x)): outputs, gradients, statistics, names."""
+from __future__ import annotations
 
 import flax.linen as nn
 import jax
@@ -18,10 +19,14 @@ def _pair(**kw):
 def _data(seed=0, shape=(4, 5, 3, 6)):
     rng = np.random.RandomState(seed)
     x = jnp.asarray(rng.randn(*shape).astype(np.float32) * 2 + 0.5)
-    params = {"scale": jnp.asarray(rng.rand(shape[-1]).astype(np.float32) + 0.5),
-              "bias": jnp.asarray(rng.randn(shape[-1]).astype(np.float32) * 0.3)}
-    stats = {"mean": jnp.asarray(rng.randn(shape[-1]).astype(np.float32)),
-             "var": jnp.asarray(rng.rand(shape[-1]).astype(np.float32) + 0.5)}
+    params = {
+        "scale": jnp.asarray(rng.rand(shape[-1]).astype(np.float32) + 0.5),
+        "bias": jnp.asarray(rng.randn(shape[-1]).astype(np.float32) * 0.3),
+    }
+    stats = {
+        "mean": jnp.asarray(rng.randn(shape[-1]).astype(np.float32)),
+        "var": jnp.asarray(rng.rand(shape[-1]).astype(np.float32) + 0.5),
+    }
     return x, {"params": params, "batch_stats": stats}
 
 
@@ -42,6 +47,7 @@ def test_training_outputs_gradients_and_running_stats_match(fast):
         def loss(v, x):
             y, new = module.apply(v, x, mutable=["batch_stats"])
             return jnp.sum(fn(y) * w), (y, new)
+
         return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(variables, x)
 
     (g, gx), (y, new) = run(ours, lambda y: y)
@@ -51,14 +57,18 @@ def test_training_outputs_gradients_and_running_stats_match(fast):
     for k in ("scale", "bias"):
         np.testing.assert_allclose(g["params"][k], g_ref["params"][k], rtol=1e-4, atol=1e-5)
     for k in ("mean", "var"):
-        np.testing.assert_allclose(new["batch_stats"][k], new_ref["batch_stats"][k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            new["batch_stats"][k], new_ref["batch_stats"][k], rtol=1e-5, atol=1e-6
+        )
     assert float(jnp.abs(new["batch_stats"]["mean"] - variables["batch_stats"]["mean"]).max()) > 0
 
 
 def test_eval_uses_running_averages():
     ours, ref = _pair(use_running_average=True)
     x, variables = _data(2)
-    np.testing.assert_allclose(ours.apply(variables, x), nn.relu(ref.apply(variables, x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ours.apply(variables, x), nn.relu(ref.apply(variables, x)), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -72,13 +82,18 @@ def test_cross_device_statistics_and_gradients_match(fast):
         def loss(v, x, w):
             y, new = module.apply(v, x, mutable=["batch_stats"])
             return jnp.sum(fn(y) * w), new
-        return jax.vmap(jax.grad(loss, argnums=(0, 1), has_aux=True), in_axes=(None, 0, 0), axis_name="d")
+
+        return jax.vmap(
+            jax.grad(loss, argnums=(0, 1), has_aux=True), in_axes=(None, 0, 0), axis_name="d"
+        )
 
     (g, gx), new = per_device(ours, lambda y: y)(variables, x, w)
     (g_ref, gx_ref), new_ref = per_device(ref, nn.relu)(variables, x, w)
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(g["params"]["scale"], g_ref["params"]["scale"], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(new["batch_stats"]["var"], new_ref["batch_stats"]["var"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        new["batch_stats"]["var"], new_ref["batch_stats"]["var"], rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16])
@@ -88,4 +103,6 @@ def test_half_precision_output_dtype(dtype):
     y, _ = ours.apply(variables, x.astype(dtype), mutable=["batch_stats"])
     y_ref, _ = ref.apply(variables, x.astype(dtype), mutable=["batch_stats"])
     assert y.dtype == y_ref.dtype == dtype
-    np.testing.assert_allclose(y.astype(jnp.float32), nn.relu(y_ref).astype(jnp.float32), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(
+        y.astype(jnp.float32), nn.relu(y_ref).astype(jnp.float32), rtol=1e-2, atol=1e-2
+    )

@@ -1,4 +1,5 @@
 """channel_sums: every array's sum over all but the channel axis, whatever the rank."""
+from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
@@ -16,4 +17,6 @@ def test_matches_plain_sums(shape):
     assert len(sums) == 3
     for got, a in zip(sums, arrays):
         assert got.shape == (shape[-1],)
-        np.testing.assert_allclose(got, np.asarray(a).sum(axis=tuple(range(len(shape) - 1))), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            got, np.asarray(a).sum(axis=tuple(range(len(shape) - 1))), rtol=1e-5, atol=1e-5
+        )
