@@ -59,7 +59,7 @@ def create_model(
         num_classes=num_classes,
         width_multiplier=config.width_multiplier,
         stem_strides=config.stem_strides,
-        se_reduction=config.se_reduction,
+        se={"reduction": config.se_reduction},
         dropout_rate=config.dropout_rate,
         depthwise_implementation=config.depthwise_implementation,
         conv_implementation=config.get("conv_implementation", "auto"),

@@ -1,13 +1,18 @@
-"""Model registry: `create_model(name, **kwargs)` and `list_models()`, timm-style."""
+"""Model registry: `create_model(name, **options)` and `list_models()`, timm-style.
+
+Every factory takes `num_classes`, `se` (a mapping such as `config.model.se`, or None)
+and the architecture's keyword options; `config.model` is passed here as it stands.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Dict, List
+from typing import Any
 
 import flax.linen as nn
 
 from senet_jax.models.mobilenet_v1 import MobileNetV1
-from senet_jax.models.se import SqueezeExcite
+from senet_jax.models.se import SEOptions, SqueezeExcite
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -30,15 +35,22 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 
 @register_model
-def mobilenet_v1(num_classes: int = 1000, **kwargs) -> nn.Module:
-    """The plain MobileNetV1 baseline."""
-    return MobileNetV1(num_classes=num_classes, use_se=False, **kwargs)
+def mobilenet_v1(num_classes: int = 1000, se: Any = None, **kwargs) -> nn.Module:
+    """The plain MobileNetV1 baseline (SE options are accepted and unused)."""
+    return MobileNetV1(num_classes=num_classes, se=None, **kwargs)
 
 
 @register_model
-def se_mobilenet_v1(num_classes: int = 1000, **kwargs) -> nn.Module:
+def se_mobilenet_v1(num_classes: int = 1000, se: Any = None, **kwargs) -> nn.Module:
     """MobileNetV1 with SE (r=16 by default) after every depthwise-separable block."""
-    return MobileNetV1(num_classes=num_classes, use_se=True, **kwargs)
+    return MobileNetV1(num_classes=num_classes, se=SEOptions.create(se), **kwargs)
 
 
-__all__ = ["create_model", "list_models", "register_model", "MobileNetV1", "SqueezeExcite"]
+__all__ = [
+    "create_model",
+    "list_models",
+    "register_model",
+    "MobileNetV1",
+    "SEOptions",
+    "SqueezeExcite",
+]

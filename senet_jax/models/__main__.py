@@ -1,4 +1,5 @@
 """Model summary: python -m senet_jax.models se_mobilenet_v1 --image-size 224 --num-classes 1000"""
+
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,8 @@ from senet_jax.models.summary import format_table, summarize
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m senet_jax.models",
-        description="Per-block output shape, parameters and multiply-adds of a model, for one image. "
+        description="Per-block output shape, parameters and multiply-adds of a model, for one "
+        "image. "
         "Multiply-adds count every weight use of the convolutions (depthwise included) and "
         "Dense layers, plus the SE scale's one multiply per activation; BatchNorm, activations, "
         "gates and pooling are not counted, as in the MobileNet and SENet papers.",
@@ -27,9 +29,8 @@ def main(argv=None) -> None:
         width_multiplier=args.width,
         stem_strides=args.stem_strides,
     )
-    print(
-        f"{args.model}: {args.image_size}x{args.image_size}, {args.num_classes} classes, width {args.width}"
-    )
+    size = f"{args.image_size}x{args.image_size}"
+    print(f"{args.model}: {size}, {args.num_classes} classes, width {args.width}")
     print(format_table(summarize(model, args.image_size)))
 
 

@@ -1,9 +1,9 @@
 """MobileNetV1 (Howard et al., 2017), optionally with an SE block in every
 depthwise-separable block, the SE-MobileNet of the SENet paper (Table 3)."""
+
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from senet_jax.models.ops.conv import PointwiseConv, StemConv
 from senet_jax.models.ops.depthwise import DepthwiseConv
 from senet_jax.models.ops.norm import BatchNormReLU
-from senet_jax.models.se import SqueezeExcite
+from senet_jax.models.se import SEOptions, SqueezeExcite
 
 STEM_FEATURES = 32
 # (pointwise output channels, depthwise stride) of the 13 depthwise-separable blocks.
@@ -53,8 +53,7 @@ class SeparableBlock(nn.Module):
 
     features: int
     strides: int
-    use_se: bool
-    se_options: Any
+    se: SEOptions | None
     depthwise_implementation: str
     conv_implementation: str
     norm: Any
@@ -79,9 +78,9 @@ class SeparableBlock(nn.Module):
             name="pointwise",
         )(x)
         x = self.norm(name="pointwise_bn")(x)
-        if self.use_se:
+        if self.se is not None:
             x = SqueezeExcite(
-                **dict(self.se_options), dtype=self.dtype, param_dtype=self.param_dtype, name="se"
+                **self.se.block_kwargs(), dtype=self.dtype, param_dtype=self.param_dtype, name="se"
             )(x)
         return x
 
@@ -89,8 +88,8 @@ class SeparableBlock(nn.Module):
 class MobileNetV1(nn.Module):
     """MobileNetV1 classifier for NHWC images; returns float32 logits.
 
-    `se_blocks` selects which of the 13 blocks get SE (None: all when `use_se`),
-    which is how the paper's "SE in one stage only" ablation is expressed.
+    `se` (None: no SE) holds the SE options; its `blocks` selects which of the 13
+    blocks get SE (1-based, as the block names), the paper's one-stage ablation.
     `stem_strides=1` halves the total stride (32 -> 16), the usual adaptation for
     small images such as STL10's 96x96, at 4x the multiply-adds.
     `bn_axis_name` makes BatchNorm average its batch statistics over that pmap axis.
@@ -98,12 +97,7 @@ class MobileNetV1(nn.Module):
 
     num_classes: int = 1000
     width_multiplier: float = 1.0
-    use_se: bool = False
-    se_reduction: int = 16
-    se_squeeze: str = "avg"
-    se_gate: str = "sigmoid"
-    se_min_features: int = 1
-    se_blocks: Sequence[int] | None = None
+    se: SEOptions | None = None
     stem_strides: int = 2
     dropout_rate: float = 0.0
     bn_momentum: float = 0.9
@@ -116,7 +110,7 @@ class MobileNetV1(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        # BatchNorm + ReLU fused (senet_jax.models.norm): same parameters and statistics as nn.BatchNorm.
+        # BatchNorm + ReLU fused (models/ops/norm.py): parameters and statistics as nn.BatchNorm.
         norm = functools.partial(
             BatchNormReLU,
             use_running_average=not train,
@@ -127,13 +121,6 @@ class MobileNetV1(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
-        se_options = dict(
-            reduction=self.se_reduction,
-            squeeze=self.se_squeeze,
-            gate=self.se_gate,
-            min_features=self.se_min_features,
-        )
-        se_blocks = range(len(BLOCKS)) if self.se_blocks is None else set(self.se_blocks)
 
         x = x.astype(self.dtype)
         x = StemConv(
@@ -149,8 +136,7 @@ class MobileNetV1(nn.Module):
             x = SeparableBlock(
                 features=scale_width(features, self.width_multiplier),
                 strides=strides,
-                use_se=self.use_se and i in se_blocks,
-                se_options=se_options,
+                se=self.se if self.se is not None and self.se.applies_to(i + 1) else None,
                 depthwise_implementation=self.depthwise_implementation,
                 conv_implementation=self.conv_implementation,
                 norm=norm,

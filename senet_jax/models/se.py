@@ -1,11 +1,14 @@
 """The Squeeze-and-Excitation block (Hu et al., "Squeeze-and-Excitation Networks").
 
-The options mirror the paper's ablations (Tables 10-13): reduction ratio, squeeze
-operator and excitation gate, so each ablation is a config change, not a code change.
+The options mirror the paper's ablations (Tables 10-15): reduction ratio, squeeze
+operator, excitation gate, which blocks get SE and where it sits in a residual unit, so
+each ablation is a config change (`config.model.se`), not a code change.
 """
+
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -23,6 +26,51 @@ GATES: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class SEOptions:
+    """`config.model.se` as the architectures read it (hashable, so a module field).
+
+    blocks: "all", or which blocks get SE: 1-based block numbers for MobileNetV1
+    (block01..block13), stage names for residual networks.
+    placement: where SE sits in a residual unit (residual networks only).
+    """
+
+    reduction: int = 16
+    squeeze: str = "avg"
+    gate: str = "sigmoid"
+    blocks: str | tuple = "all"
+    min_features: int = 1
+    placement: str = "standard"
+
+    @classmethod
+    def create(cls, se: Mapping[str, Any] | SEOptions | None) -> SEOptions:
+        """From a mapping such as `config.model.se`; unknown keys raise a ValueError."""
+        if isinstance(se, SEOptions):
+            return se
+        se = dict(se or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(se) - known)
+        if unknown:
+            raise ValueError(f"unknown SE option(s) {unknown}: use {sorted(known)}")
+        blocks = se.get("blocks", "all")
+        if not isinstance(blocks, str):
+            se["blocks"] = tuple(blocks)
+        return cls(**se)
+
+    def block_kwargs(self) -> dict[str, Any]:
+        """The options of one SqueezeExcite module."""
+        return dict(
+            reduction=self.reduction,
+            squeeze=self.squeeze,
+            gate=self.gate,
+            min_features=self.min_features,
+        )
+
+    def applies_to(self, *names: str | int) -> bool:
+        """True when `blocks` is "all" or names any of `names` (a block number or stage)."""
+        return self.blocks == "all" or any(n in self.blocks for n in names)
+
+
 def se_hidden_features(channels: int, reduction: int, min_features: int = 1) -> int:
     """Width of the bottleneck: C / r, but never below `min_features`."""
     return max(min_features, channels // reduction)
@@ -34,6 +82,9 @@ class SqueezeExcite(nn.Module):
     squeeze:    a global pooling turns each channel into one descriptor;
     excitation: Dense(C/r) -> ReLU -> Dense(C) -> gate gives one weight per channel;
     scale:      the feature map is multiplied channel-wise by those weights.
+
+    The gate outputs are sown into the "excitations" collection (free unless that
+    collection is mutable), which is how `senet_jax.analyze` reads them.
     """
 
     reduction: int = 16
@@ -60,4 +111,5 @@ class SqueezeExcite(nn.Module):
         s = SQUEEZE_OPS[self.squeeze](x.astype(jnp.float32)).astype(self.dtype)
         s = nn.relu(dense(hidden, "reduce")(s))
         s = GATES[self.gate](dense(channels, "expand")(s))
+        self.sow("excitations", "gate", s.astype(jnp.float32))
         return x * s[:, None, None, :].astype(x.dtype)

@@ -5,6 +5,7 @@ layers, plus the SE block's channel-wise scale (one multiply per activation). Ba
 (foldable into the convolutions at inference), ReLU, gates and poolings are not counted,
 following the MobileNet and SENet papers' convention.
 """
+
 from __future__ import annotations
 
 import dataclasses

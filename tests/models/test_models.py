@@ -1,4 +1,5 @@
 """Model registry, exact sizes against the papers, and the model's train/eval contract."""
+
 from __future__ import annotations
 
 import chex
@@ -86,7 +87,7 @@ def test_stem_strides_sets_the_total_stride():
 
 def test_se_blocks_selects_where_se_goes():
     model = create_model(
-        "se_mobilenet_v1", num_classes=10, width_multiplier=0.25, se_blocks=(11, 12)
+        "se_mobilenet_v1", num_classes=10, width_multiplier=0.25, se={"blocks": (12, 13)}
     )
     x = jnp.zeros((1, 32, 32, 3))
     params = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)["params"]

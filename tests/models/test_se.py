@@ -1,4 +1,5 @@
 """The SE block: squeeze, excitation and scale, and the paper's ablation options."""
+
 from __future__ import annotations
 
 import chex

@@ -4,6 +4,7 @@ The fastest exact formulation of an op differs between XLA:CPU and GPU/TPU, so
 modules take an implementation name where "auto" means "what was measured fastest
 on the backend JAX runs on" (benchmarks/RESULTS.md).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -14,7 +15,7 @@ import jax
 def resolve(
     kind: str, name: str, choices: Iterable[str], auto_by_backend: Mapping[str, str], fallback: str
 ) -> str:
-    """`name`, or for "auto" the entry of `auto_by_backend` for the default backend (else `fallback`)."""
+    """`name`, or for "auto" `auto_by_backend`'s entry for the default backend (else `fallback`)."""
     if name == "auto":
         return auto_by_backend.get(jax.default_backend(), fallback)
     if name not in choices:

@@ -10,6 +10,7 @@ gradient, is several times slower than nine shifted multiply-adds; the kernel
 gradient of those is fastest as one fused reduction that reads x and the cotangent
 once and keeps few, small partial sums.
 """
+
 from __future__ import annotations
 
 import functools
@@ -98,7 +99,8 @@ def _kernel_grad(x, g, kernel_hw, strides, padding):
 
 
 def _input_grad(g, kernel, in_hw, strides, padding):
-    """d loss / d x: the cotangent, dilated by the stride and padded, correlated with the flipped kernel."""
+    """d loss / d x: the cotangent, dilated by the stride and padded, correlated with the
+    flipped kernel."""
     kh, kw = kernel.shape[:2]
     (h, w), (sh, sw) = in_hw, strides
     ho, wo = g.shape[1:3]

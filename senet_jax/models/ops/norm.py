@@ -8,6 +8,7 @@ faster (benchmarks/RESULTS.md). Parameters and statistics are named and computed
 exactly as flax's nn.BatchNorm (fast variance, biased batch variance, running
 averages with `momentum`), so checkpoints and numerics do not change.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,7 +24,7 @@ from senet_jax.models.ops.reductions import channel_sums
 
 
 def batch_stats(x: jnp.ndarray, axis_name: str | None, use_fast_variance: bool = True):
-    """Mean and biased variance over all but the channel axis, as flax computes them (at least float32).
+    """Mean and biased variance over all but the channel axis, as flax computes them (>= float32).
 
     use_fast_variance: E[x^2] - E[x]^2 in one pass (clipped at 0), else E[(x - E[x])^2].
     """
@@ -47,7 +48,7 @@ def _normalize(x, mean, var, scale, bias, epsilon):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
 def batch_norm_relu(x, scale, bias, epsilon, axis_name, use_fast_variance=True):
-    """relu(BatchNorm(x)) with batch statistics; returns (y, mean, var), the statistics for the running averages.
+    """relu(BatchNorm(x)) with batch statistics; returns (y, mean, var) for the running averages.
 
     The statistics are outputs for bookkeeping only: no gradient flows back through them.
     """
@@ -80,7 +81,7 @@ batch_norm_relu.defvjp(_bn_relu_fwd, _bn_relu_bwd)
 
 
 class BatchNormReLU(nn.Module):
-    """relu(nn.BatchNorm(...)(x)) with the same parameters ("scale", "bias") and statistics ("mean", "var")."""
+    """relu(nn.BatchNorm(...)(x)), with nn.BatchNorm's parameters and statistics."""
 
     use_running_average: bool = False
     momentum: float = 0.99

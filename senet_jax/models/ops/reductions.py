@@ -6,6 +6,7 @@ over W reads every operand once, and XLA fuses the operands' producers into it; 
 small [N, H, C] partial sums left are then summed. On XLA:CPU that measured 1.2-3x
 faster than one sum per array over N, H, W at once (benchmarks/RESULTS.md).
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp

@@ -1,4 +1,5 @@
 """Every depthwise formulation must be the grouped convolution, outputs and gradients."""
+
 from __future__ import annotations
 
 import functools
@@ -166,7 +167,9 @@ def test_model_formulations_agree_and_param_counts_hold():
     count = lambda p: sum(v.size for v in jax.tree.leaves(p))
     for name, expected in (("mobilenet_v1", 4_231_976), ("se_mobilenet_v1", 4_718_044)):
         shapes = jax.eval_shape(
-            lambda: create_model(name).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+            lambda name=name: create_model(name).init(
+                jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))
+            )
         )
         assert count(shapes["params"]) == expected
     x = jnp.asarray(np.random.RandomState(0).randn(2, 32, 32, 3).astype(np.float32))
@@ -177,7 +180,7 @@ def test_model_formulations_agree_and_param_counts_hold():
         )
         variables = model.init(jax.random.PRNGKey(0), x)
 
-        def loss(p):
+        def loss(p, model=model, variables=variables):
             # Running statistics: batch statistics of 2 images would amplify rounding differences.
             logits = model.apply({**variables, "params": p}, x, train=False)
             return jnp.sum(logits**2), logits

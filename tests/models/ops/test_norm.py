@@ -1,4 +1,5 @@
 """The fused BatchNorm+ReLU must be relu(nn.BatchNorm(x)): outputs, gradients, statistics, names."""
+
 from __future__ import annotations
 
 import flax.linen as nn

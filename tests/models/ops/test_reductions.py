@@ -1,4 +1,5 @@
 """channel_sums: every array's sum over all but the channel axis, whatever the rank."""
+
 from __future__ import annotations
 
 import jax
