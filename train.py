@@ -1,10 +1,12 @@
 """Train and evaluate a model: python train.py --config configs/stl10.py --workdir runs/x
 
-Any config field can be overridden: --config.batch_size=256 --config.half_precision=True.
-Rerunning the same command resumes from the latest checkpoint in the workdir.
+Any config field can be overridden: --config.batch_size=256 --config.model.se.reduction=8
+--config.data.image_size=32. Rerunning the same command resumes from the latest checkpoint.
 """
+
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -42,6 +44,30 @@ def _quiet_libraries() -> None:
     ours.propagate = False
 
 
+def _check_config_overrides(argv) -> None:
+    """An unknown or moved --config.FIELD is one line naming the real field, exit 2.
+
+    ml_collections would stop on it with a long traceback while parsing flags, so the
+    config file is loaded here first and the override names are checked against it.
+    """
+    from senet_jax import config as config_lib
+
+    path = next(
+        (a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
+        next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None),
+    )
+    if path is None or not os.path.isfile(path.split(":", 1)[0]):
+        return  # absl reports the missing or unreadable file itself
+    spec = importlib.util.spec_from_file_location("_senet_jax_config", path.split(":", 1)[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        config_lib.check_overrides(module.get_config(), argv)
+    except config_lib.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -67,7 +93,7 @@ def main(argv):
     from senet_jax import config as config_lib
     from senet_jax import trainer
     from senet_jax.checkpointing import IncompatibleCheckpointError
-    from senet_jax.input_pipeline import DatasetUnavailableError, Stl10ArchiveError
+    from senet_jax.data import DatasetUnavailableError, Stl10ArchiveError
 
     try:
         trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -83,4 +109,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _check_config_overrides(sys.argv[1:])
     app.run(main)

@@ -7,6 +7,7 @@
 Uses configs/stl10.py's augmentation (pad-crop, flip, cutout at 96x96) unless overridden, and
 times the numpy batches the trainer receives. Last line: ``input_pipeline images_per_second=N``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import stl10  # noqa: E402
-from senet_jax import input_pipeline, stl10_format  # noqa: E402
+from senet_jax.data import sources, stl10_format, streams  # noqa: E402
 
 
 def main():
@@ -37,28 +38,33 @@ def main():
     config = stl10.get_config()
     config.batch_size = args.batch_size
     if args.crop:
-        config.crop = args.crop
+        config.data.crop = args.crop
     if args.cutout_size is not None:
-        config.cutout_size = args.cutout_size
+        config.data.cutout_size = args.cutout_size
     scratch = tempfile.TemporaryDirectory()
     if args.data_dir or args.stl10_archive:
-        config.data_dir = args.data_dir
-        config.stl10_archive = args.stl10_archive
+        config.data.data_dir = args.data_dir
+        config.data.stl10_archive = args.stl10_archive
     else:
         t = time.perf_counter()
-        config.stl10_archive = stl10_format.write_stl10_archive(scratch.name, args.num_train, 100)
-        config.data_dir = os.path.join(scratch.name, "tfds")
-        input_pipeline.get_dataset_info(config)
-        print(
-            f"generated and prepared {args.num_train} STL10-layout images in {time.perf_counter() - t:.1f} s"
-        )
+        archive = stl10_format.write_stl10_archive(scratch.name, args.num_train, 100)
+        config.data.stl10_archive = archive
+        config.data.data_dir = os.path.join(scratch.name, "tfds")
+        sources.get_dataset_info(config.data)
+        seconds = time.perf_counter() - t
+        print(f"generated and prepared {args.num_train} STL10-layout images in {seconds:.1f} s")
 
     print(
-        f"crop={config.crop} flip={config.flip} cutout_size={config.cutout_size} "
-        f"image_size={config.image_size} batch_size={config.batch_size} cpus={os.cpu_count()}"
+        f"crop={config.data.crop} flip={config.data.flip} cutout_size={config.data.cutout_size} "
+        f"image_size={config.data.image_size} batch_size={config.batch_size} cpus={os.cpu_count()}"
     )
-    stream = input_pipeline.train_batches(
-        config, process_index=0, process_count=1, local_device_count=args.local_devices
+    stream = streams.train_batches(
+        config.data,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        process_index=0,
+        process_count=1,
+        local_devices=args.local_devices,
     )
     t = time.perf_counter()
     for _ in range(args.warmup):
@@ -70,7 +76,8 @@ def main():
     for _ in range(args.steps):
         batch = next(stream)
     elapsed = time.perf_counter() - t
-    assert batch["image"].shape[-3:] == (config.image_size, config.image_size, 3)
+    size = config.data.image_size
+    assert batch["image"].shape[-3:] == (size, size, 3)
     rate = args.steps * args.batch_size / elapsed
     print(f"{args.steps} batches of {args.batch_size} in {elapsed:.2f} s")
     print(f"input_pipeline images_per_second={rate:.0f}")

@@ -1,15 +1,17 @@
 """Times the project's real train and eval steps on whatever backend JAX sees.
 
-    PYTHONPATH=. python benchmarks/train_step.py --model se_mobilenet_v1 --batch-size 64 \
+    python benchmarks/train_step.py --model se_mobilenet_v1 --batch-size 64 \
         --image-size 96 --dtype float32 --stem-strides 2 --steps 10
 
 Prints one JSON object (compile time, median steady-state training and evaluation
 images/s over --repeats timed runs of --steps steps each, after --warmup untimed
 steps, peak device memory where the backend reports it), then the last line
 `train_step images_per_second=N`. Like train.py, it keeps freed host memory for reuse
-on XLA:CPU (senet_jax/host_memory.py; SENET_JAX_REUSE_HOST_MEMORY=0 turns that off). Images are random: this measures compute only,
+on XLA:CPU (senet_jax/host_memory.py; SENET_JAX_REUSE_HOST_MEMORY=0 turns that off).
+Images are random: this measures compute only,
 not the input pipeline (benchmarks/input_pipeline.py does that).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +24,19 @@ import statistics
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# Runnable from the repository root as `python benchmarks/train_step.py`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from configs import stl10
-from senet_jax import config as config_lib
-from senet_jax import trainer
-from senet_jax.host_memory import reuse_freed_host_memory
-from senet_jax.models.ops.conv import resolve_conv_implementation
-from senet_jax.models.ops.depthwise import resolve_implementation
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import stl10  # noqa: E402
+from senet_jax import config as config_lib  # noqa: E402
+from senet_jax import optim, steps  # noqa: E402
+from senet_jax.host_memory import reuse_freed_host_memory  # noqa: E402
+from senet_jax.models.ops.conv import resolve_conv_implementation  # noqa: E402
+from senet_jax.models.ops.depthwise import resolve_implementation  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -55,13 +60,18 @@ def parse_args(argv=None):
         default=3,
         help="untimed steps after compilation (3, as the PyTorch peer)",
     )
-    p.add_argument("--depthwise", default="auto", help="config.depthwise_implementation")
+    p.add_argument("--depthwise", default="auto", help="config.model.depthwise_implementation")
     p.add_argument(
-        "--conv", default="auto", help="config.conv_implementation (1x1 and stem convolutions)"
+        "--conv",
+        default="auto",
+        help="config.model.conv_implementation (1x1 and stem convolutions)",
     )
-    p.add_argument("--width", type=float, default=1.0, help="config.width_multiplier")
+    p.add_argument("--width", type=float, default=1.0, help="config.model.width_multiplier")
     p.add_argument(
-        "--stem-strides", type=int, default=None, help="config.stem_strides (default: the config's)"
+        "--stem-strides",
+        type=int,
+        default=None,
+        help="config.model.stem_strides (default: the config's)",
     )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
@@ -76,20 +86,20 @@ def parse_args(argv=None):
 
 def make_config(a):
     c = stl10.get_config()
-    c.model = a.model
-    c.image_size = a.image_size
+    c.model.name = a.model
+    c.data.image_size = a.image_size
     c.batch_size = a.batch_size
     c.half_precision = a.dtype == "bfloat16"
-    c.depthwise_implementation = a.depthwise
-    c.conv_implementation = a.conv
-    c.width_multiplier = a.width
+    c.model.depthwise_implementation = a.depthwise
+    c.model.conv_implementation = a.conv
+    c.model.width_multiplier = a.width
     if a.stem_strides is not None:
-        c.stem_strides = a.stem_strides
+        c.model.stem_strides = a.stem_strides
     return c
 
 
 def _median_rate(fn, repeats, images):
-    """Calls fn() `repeats` times; fn must block on its results. Returns (median images/s, all rates)."""
+    """Calls fn() `repeats` times (it must block); returns (median images/s, all rates)."""
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -121,11 +131,10 @@ def run(a):
     # As train.py does: on XLA:CPU, reuse freed host memory across steps (senet_jax/host_memory.py).
     host_memory_reused = reuse_freed_host_memory()
     config = make_config(a)
-    model = trainer.create_model(config, a.num_classes)
+    model = steps.create_model(config, a.num_classes)
     image_shape = (a.image_size, a.image_size, 3)
-    state = trainer.create_train_state(
-        config, model, jax.random.PRNGKey(0), image_shape, steps_per_epoch=100
-    )
+    tx, _ = optim.create_optimizer(config.optim, num_epochs=config.num_epochs, steps_per_epoch=100)
+    state = steps.create_train_state(model, tx, jax.random.PRNGKey(0), image_shape)
     rng = np.random.RandomState(0)
     batch = {
         "image": jnp.asarray(rng.randn(a.batch_size, *image_shape).astype(np.float32)),
@@ -133,7 +142,7 @@ def run(a):
     }
 
     step = jax.jit(
-        functools.partial(trainer.train_step, label_smoothing=config.label_smoothing),
+        functools.partial(steps.train_step, label_smoothing=config.optim.label_smoothing),
         donate_argnums=0,
     )
     t0 = time.perf_counter()
@@ -163,7 +172,7 @@ def run(a):
         "depthwise": resolve_implementation(a.depthwise),
         "conv": resolve_conv_implementation(a.conv),
         "width_multiplier": a.width,
-        "stem_strides": config.stem_strides,
+        "stem_strides": config.model.stem_strides,
         "num_classes": a.num_classes,
         "steps": a.steps,
         "repeats": a.repeats,
@@ -177,7 +186,7 @@ def run(a):
     if not a.no_eval:
         eval_batch = {**batch, "mask": jnp.ones((a.batch_size,), bool)}
         eval_state = holder["state"]
-        eval_fn = jax.jit(trainer.eval_step)
+        eval_fn = jax.jit(steps.eval_step)
         t0 = time.perf_counter()
         eval_compiled = eval_fn.lower(eval_state, eval_batch).compile()
         result["eval_compile_seconds"] = round(time.perf_counter() - t0, 2)
@@ -204,7 +213,7 @@ def main(argv=None):
         config_lib.validate(make_config(a), device_count=1)
     except config_lib.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     result = run(a)
     print(json.dumps(result, indent=1))
     print(f"train_step images_per_second={result['train_images_per_second']}")

@@ -2,7 +2,7 @@
 
     python train.py --config configs/stl10.py --workdir runs/stl10
     python train.py --config configs/stl10.py --workdir runs/stl10 \
-        --config.stl10_archive=/data/stl10_binary.tar.gz   # offline: the official archive
+        --config.data.stl10_archive=/data/stl10_binary.tar.gz   # offline: the official archive
 
 Expected result: not measured here (these machines cannot download STL10 and have no
 accelerator). For scale, cited figures, not ours: a PyTorch MobileNetV1+SE at stride 32
@@ -22,6 +22,7 @@ Where each choice comes from:
   images per class.
 - 600 epochs: 5,000 images make an epoch 39 steps; cutout results used long schedules.
 """
+
 from __future__ import annotations
 
 import ml_collections
@@ -30,46 +31,55 @@ from ml_collections.config_dict import placeholder
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    # Model: a name from senet_jax.models.list_models() and its options.
-    c.model = "se_mobilenet_v1"
-    c.width_multiplier = 1.0
-    c.stem_strides = 1
-    c.se_reduction = 16
-    c.dropout_rate = 0.2
-    c.depthwise_implementation = "auto"  # or "grouped", ... (senet_jax.models.depthwise)
-    c.conv_implementation = "auto"  # 1x1 and stem convs: "matmul" (CPU) or "native" (GPU/TPU)
-    c.half_precision = False  # bfloat16 compute, float32 parameters
 
-    # Data (senet_jax.input_pipeline).
-    c.dataset = "stl10"  # any tfds image classification dataset
-    # Typed placeholders (None until set), so --config.data_dir=... works on the command line.
-    c.data_dir = placeholder(str)  # tfds data_dir, local or gs://
-    c.stl10_archive = placeholder(str)  # stl10_binary.tar.gz, or the folder holding stl10_binary/
-    c.synthetic_stl10 = placeholder(
-        tuple
-    )  # (train, test) sizes: generate an STL10-layout archive (smoke runs)
-    c.train_split = "train"
-    c.eval_split = "test"
-    c.image_size = 96
-    c.crop = "pad_crop"  # "pad_crop", "random_resized_crop" or "none"
-    c.crop_padding = 12
-    c.flip = True
-    c.cutout_size = 32  # 0 disables cutout
-    c.mean = (0.4467, 0.4398, 0.4066)  # STL10 per-channel mean, in [0, 1] units
-    c.std = (0.2603, 0.2566, 0.2713)  # STL10 per-channel std
-    c.cache = True
+    # Passed to senet_jax.models.create_model as keyword arguments (with the class count
+    # and the compute dtype): a name from list_models() and that architecture's options.
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "se_mobilenet_v1"
+    c.model.width_multiplier = 1.0
+    c.model.stem_strides = 1
+    c.model.dropout_rate = 0.2
+    c.model.depthwise_implementation = "auto"  # or a name in senet_jax.models.ops.depthwise
+    c.model.conv_implementation = "auto"  # 1x1 and stem: "matmul" (CPU) or "native" (GPU/TPU)
+    c.model.se = ml_collections.ConfigDict()
+    c.model.se.reduction = 16  # r: the bottleneck is C / r wide (paper Tab. 10)
+    c.model.se.squeeze = "avg"  # "avg" or "max" (Tab. 11)
+    c.model.se.gate = "sigmoid"  # "sigmoid", "tanh" or "relu" (Tab. 12)
+    c.model.se.blocks = "all"  # or a tuple of 1-based block numbers, e.g. (12, 13) (Tab. 13)
+    c.model.se.min_features = 1  # the bottleneck is never narrower than this
 
-    # Optimisation.
+    # senet_jax.data: where the images come from and how they are augmented.
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "stl10"  # any tfds image classification dataset
+    # Typed placeholders (None until set), so --config.data.data_dir=... works on the command line.
+    c.data.data_dir = placeholder(str)  # tfds data_dir, local or gs://
+    c.data.stl10_archive = placeholder(str)  # stl10_binary.tar.gz or the folder holding it
+    c.data.synthetic_stl10 = placeholder(tuple)  # (train, test): generate an STL10-layout archive
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.image_size = 96
+    c.data.crop = "pad_crop"  # "pad_crop", "random_resized_crop" or "none"
+    c.data.crop_padding = 12
+    c.data.flip = True
+    c.data.cutout_size = 32  # 0 disables cutout
+    c.data.mean = (0.4467, 0.4398, 0.4066)  # STL10 per-channel mean, in [0, 1] units
+    c.data.std = (0.2603, 0.2566, 0.2713)  # STL10 per-channel std
+    c.data.cache = True
+
+    # senet_jax.optim: optax chain and schedule.
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
+    c.optim.learning_rate = 0.1  # peak, for batch_size 128: scale it linearly with the batch
+    c.optim.momentum = 0.9
+    c.optim.weight_decay = 5e-4  # not applied to BatchNorm scales/biases or biases
+    c.optim.schedule = "warmup_cosine"  # "warmup_cosine" or "constant"
+    c.optim.warmup_epochs = 5
+    c.optim.label_smoothing = 0.1
+
     c.batch_size = 128  # global, over all devices and processes
     c.num_epochs = 600
-    c.optimizer = "sgd"  # "sgd" (Nesterov momentum) or "adamw"
-    c.learning_rate = 0.1  # peak, for batch_size 128: scale it linearly if you change the batch
-    c.momentum = 0.9
-    c.weight_decay = 5e-4  # not applied to BatchNorm scales/biases or biases
-    c.schedule = "warmup_cosine"  # "warmup_cosine" or "constant"
-    c.warmup_epochs = 5
-    c.label_smoothing = 0.1
     c.seed = 0
+    c.half_precision = False  # bfloat16 compute, float32 parameters
 
     # Bookkeeping.
     c.log_every_steps = 50

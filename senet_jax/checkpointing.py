@@ -1,15 +1,18 @@
 """Orbax checkpoints in WORKDIR/checkpoints: resume, keep latest and best, survive corruption.
 
 Each checkpoint holds the train state (params, BatchNorm statistics, optimizer state, step,
-RNG) and a small JSON record: the config fields that fix parameter shapes, and a digest of
-the state's bytes. The record lets a resume refuse a checkpoint from another model (naming
-the field) and detect a checkpoint whose files were damaged after it was written.
+RNG) and a small JSON record: `config.model` and the class count, the shapes of the
+parameters and optimizer state, and a digest of the state's bytes. The record lets a resume
+refuse a checkpoint of another model (naming the field) and detect a checkpoint whose files
+were damaged after it was written.
 A damaged checkpoint is moved to WORKDIR/damaged_checkpoints/ (kept for inspection, never
 deleted) so the run can fall back to the one before and later save that step afresh.
 """
+
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from typing import Any
@@ -20,8 +23,6 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
-# Config fields that change the shapes or structure of what a checkpoint holds.
-SHAPE_FIELDS = ("model", "width_multiplier", "stem_strides", "se_reduction", "optimizer")
 STATE_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng")
 
 log = logging.getLogger("senet_jax")
@@ -47,6 +48,29 @@ def _shapes(tree) -> dict[str, list]:
     }
 
 
+def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _legacy_identity(fields: dict[str, Any]) -> dict[str, Any]:
+    """The flat fields recorded before config sections existed, in today's names."""
+    renamed = {
+        "model": "config.model.name",
+        "width_multiplier": "config.model.width_multiplier",
+        "stem_strides": "config.model.stem_strides",
+        "se_reduction": "config.model.se.reduction",
+        "optimizer": "config.optim.name",
+        "num_classes": "num_classes",
+    }
+    return {renamed[k]: v for k, v in fields.items() if k in renamed and v is not None}
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
@@ -61,8 +85,10 @@ class CheckpointManager:
         """`read_only` opens existing checkpoints without creating, cleaning or writing anything."""
         self.directory = epath.Path(workdir).absolute() / "checkpoints"
         self.damaged_directory = epath.Path(workdir).absolute() / "damaged_checkpoints"
-        self._fields = {f: config.get(f) for f in SHAPE_FIELDS}
-        self._fields["num_classes"] = num_classes
+        # JSON round trip, so tuples compare equal to the lists a record holds.
+        self._model = json.loads(json.dumps(config.model.to_dict()))
+        self._num_classes = num_classes
+        self._optimizer = config.optim.name
         if read_only:
             options = ocp.CheckpointManagerOptions(
                 read_only=True, create=False, cleanup_tmp_directories=False
@@ -104,23 +130,60 @@ class CheckpointManager:
             "record"
         ]
 
-    def check_compatible(self, record: dict[str, Any], params=None) -> None:
-        """Raises IncompatibleCheckpointError naming the first field that differs."""
-        for field, ours in self._fields.items():
-            theirs = record.get("fields", {}).get(field)
-            if ours is not None and theirs is not None and theirs != ours:
+    def _identity(self) -> dict[str, Any]:
+        ours = _flatten(self._model, "config.model.")
+        ours["config.optim.name"] = self._optimizer
+        if self._num_classes is not None:
+            ours["num_classes"] = self._num_classes
+        return ours
+
+    def check_compatible(self, record: dict[str, Any], template=None) -> None:
+        """Raises IncompatibleCheckpointError naming the first setting that differs.
+
+        The saved `config.model` (and class count) must equal the config's; with a
+        `template` state, the saved parameter and optimizer-state shapes must match it.
+        """
+        if "model" in record:
+            theirs = _flatten(record["model"], "config.model.")
+            theirs["config.optim.name"] = record.get("optimizer")
+            theirs["num_classes"] = record.get("num_classes")
+        elif "fields" in record:  # written before config sections: its fields, renamed
+            theirs = _legacy_identity(record["fields"])
+        else:
+            raise IncompatibleCheckpointError(
+                f"{self.directory} holds a checkpoint that predates this layout and records no "
+                "model settings: use another --workdir (nothing was deleted)"
+            )
+        ours = self._identity()
+        for field in sorted(set(theirs) | set(ours)):
+            if field in theirs and field in ours and theirs[field] != ours[field]:
+                self._refuse(field, theirs[field], ours[field])
+            if field.startswith("config.model.") and (field in theirs) != (field in ours):
+                if "model" in record:  # a field only one side has: a different architecture
+                    self._refuse(field, theirs.get(field), ours.get(field))
+        if template is not None:
+            self._check_shapes(record, "param_shapes", template["params"], "parameter")
+            self._check_shapes(record, "opt_state_shapes", template["opt_state"], "optimizer state")
+
+    def _refuse(self, field: str, theirs, ours) -> None:
+        fix = f"--{field}={theirs!r}" if field != "num_classes" else "the same dataset"
+        raise IncompatibleCheckpointError(
+            f"{self.directory} holds checkpoints with {field}={theirs!r} but the config has "
+            f"{field}={ours!r}: use another --workdir, or {fix} to resume them "
+            "(nothing was deleted)"
+        )
+
+    def _check_shapes(self, record, key: str, tree, what: str) -> None:
+        if key not in record:
+            return
+        ours = _shapes(tree)
+        for name, shape in record[key].items():
+            if ours.get(name) != shape:
                 raise IncompatibleCheckpointError(
-                    f"{self.directory} holds checkpoints with {field}={theirs!r} but the config has {field}={ours!r}: "
-                    f"use another --workdir, or set --config.{field}={theirs!r} to resume them (nothing was deleted)"
+                    f"{self.directory} holds {what} {name} of shape {shape}, this config makes "
+                    f"{ours.get(name)}: use another --workdir or the checkpoint's config "
+                    "(nothing was deleted)"
                 )
-        if params is not None and "param_shapes" in record:
-            ours = _shapes(params)
-            for name, shape in record["param_shapes"].items():
-                if ours.get(name) != shape:
-                    raise IncompatibleCheckpointError(
-                        f"{self.directory} holds parameter {name} of shape {shape}, the model has {ours.get(name)}: "
-                        f"use another --workdir or the checkpoint's model config (nothing was deleted)"
-                    )
 
     def check_config(self) -> None:
         """Cheap early check of the config fields against the newest readable checkpoint."""
@@ -136,10 +199,13 @@ class CheckpointManager:
     def save(self, step: int, state, *, metrics: dict[str, float] | None = None) -> None:
         host = {f: jax.device_get(getattr(state, f)) for f in STATE_FIELDS}
         record = {
-            "fields": self._fields,
+            "model": self._model,
+            "num_classes": self._num_classes,
+            "optimizer": self._optimizer,
             "step": int(step),
             "digest": _digest(host),
             "param_shapes": _shapes(host["params"]),
+            "opt_state_shapes": _shapes(host["opt_state"]),
         }
         self._manager.save(
             step,
@@ -175,7 +241,7 @@ class CheckpointManager:
                 except Exception as e:
                     report(step, f"its record is unreadable ({_first_line(e)})")
                     continue
-                self.check_compatible(record, template["params"])
+                self.check_compatible(record, template)
                 try:
                     restored = self._manager.restore(
                         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template))

@@ -1,13 +1,27 @@
 """Config validation: every bad field fails in seconds, with one line naming it and the fix.
 
-Runs before any dataset preparation, compilation or write to the workdir.
+Each rule lives here once and runs before any dataset preparation, compilation or write to
+the workdir. The config has sections `model` (the model factory's keyword arguments),
+`data`, `optim`, and top-level run settings (see configs/stl10.py).
 """
+
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 
 import jax
+
+# Fields of the flat layout used before config sections, by their new place.
+RENAMED = {
+    "model": "model.name",
+    "optimizer": "optim.name",
+    "se_reduction": "model.se.reduction",
+    "se_squeeze": "model.se.squeeze",
+    "se_gate": "model.se.gate",
+    "se_blocks": "model.se.blocks",
+}
 
 
 class ConfigError(ValueError):
@@ -18,20 +32,73 @@ def _fail(field: str, message: str) -> None:
     raise ConfigError(f"config.{field}: {message}")
 
 
+def _get(config, field: str):
+    node = config
+    for part in field.split("."):
+        node = node[part]
+    return node
+
+
 def _check_choice(config, field: str, choices) -> None:
-    value = config.get(field)
+    value = _get(config, field)
     if value not in choices:
+        ordered = sorted(map(str, choices))
         _fail(
             field,
-            f"{value!r} is not known; use one of {', '.join(map(str, sorted(choices)))} "
-            f"(e.g. --config.{field}={sorted(choices)[0]})",
+            f"{value!r} is not known; use one of {', '.join(ordered)} "
+            f"(e.g. --config.{field}={ordered[0]})",
         )
 
 
 def _check_positive(config, field: str, kind=(int, float)) -> None:
-    value = config.get(field)
+    value = _get(config, field)
     if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        _fail(field, f"must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
+        noun = "integer" if kind is int else "number"
+        _fail(field, f"must be a positive {noun}, got {value!r}")
+
+
+def _check_fraction(config, field: str) -> None:
+    value = _get(config, field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        _fail(field, f"must be in [0, 1), got {value!r}")
+
+
+def field_paths(config, prefix: str = "") -> list[str]:
+    """Every leaf field as a dotted path: "model.se.reduction", "batch_size", ..."""
+    paths = []
+    for key, value in config.items():
+        if hasattr(value, "items"):
+            paths += field_paths(value, f"{prefix}{key}.")
+        else:
+            paths.append(f"{prefix}{key}")
+    return paths
+
+
+def unknown_field_message(config, path: str) -> str | None:
+    """None when `path` is a field of `config`; else one line naming where it is now or the
+    closest real field."""
+    paths = field_paths(config)
+    if path in paths:
+        return None
+    leaf = path.rsplit(".", 1)[-1]
+    moved = RENAMED.get(path) or next((p for p in paths if p.rsplit(".", 1)[-1] == leaf), None)
+    if moved and moved in paths:
+        return (
+            f"config.{path} is now config.{moved} (the config has sections model, data, "
+            f"optim): use --config.{moved}=..."
+        )
+    close = difflib.get_close_matches(path, paths, n=1, cutoff=0.6)
+    hint = f"did you mean config.{close[0]}?" if close else "fields: " + ", ".join(paths)
+    return f"config.{path} is not a config field; {hint}"
+
+
+def check_overrides(config, argv) -> None:
+    """Raises ConfigError for the first `--config.FIELD=...` argument naming no field."""
+    for arg in argv:
+        if arg.startswith("--config."):
+            message = unknown_field_message(config, arg[len("--config.") :].split("=", 1)[0])
+            if message:
+                raise ConfigError(message)
 
 
 def check_workdir(workdir: str | None) -> None:
@@ -41,9 +108,7 @@ def check_workdir(workdir: str | None) -> None:
     and only a write finds a full disk or a read-only filesystem. The probe file is removed.
     """
     if not workdir:
-        raise ConfigError(
-            "--workdir is empty: pass --workdir DIR, where checkpoints and results go"
-        )
+        raise ConfigError("--workdir is empty: pass --workdir DIR, where results go")
     if workdir.startswith("gs://"):
         return
     path = os.path.abspath(workdir)
@@ -66,103 +131,152 @@ def check_workdir(workdir: str | None) -> None:
 
 def validate(config, *, workdir: str | None = None, device_count: int | None = None) -> None:
     """Raises ConfigError for the first invalid field; returns None when the config can run."""
-    from senet_jax import trainer  # the registries live with the code that uses them
-    from senet_jax.input_pipeline import CROPS
-    from senet_jax.models import list_models
-    from senet_jax.models.mobilenet_v1 import total_stride
-    from senet_jax.models.ops.conv import CONV_IMPLEMENTATIONS
-    from senet_jax.models.ops.depthwise import FORMULATIONS
+    for section in ("model", "data", "optim"):
+        if not hasattr(config.get(section), "items"):
+            _fail(section, "is missing: this config predates config sections (see configs/)")
+    _validate_run(config, device_count or jax.device_count())
+    _validate_model(config)
+    _validate_se(config)
+    _validate_optim(config)
+    _validate_data(config)
+    if workdir is not None:
+        check_workdir(workdir)
 
-    _check_choice(config, "model", list_models())
-    _check_choice(config, "optimizer", trainer.OPTIMIZERS)
-    _check_choice(config, "schedule", trainer.SCHEDULES)
-    _check_choice(config, "crop", CROPS)
-    _check_choice(config, "depthwise_implementation", {"auto", *FORMULATIONS})
-    if "conv_implementation" in config:  # configs written before the field existed mean "auto"
-        _check_choice(config, "conv_implementation", {"auto", *CONV_IMPLEMENTATIONS})
-    _check_choice(config, "stem_strides", {1, 2})
+
+def _validate_run(config, devices: int) -> None:
     for field in (
         "batch_size",
         "num_epochs",
         "log_every_steps",
         "checkpoint_every_steps",
         "keep_checkpoints",
-        "image_size",
-        "se_reduction",
     ):
         _check_positive(config, field, int)
-    for field in ("learning_rate", "width_multiplier", "eval_every_epochs"):
-        _check_positive(config, field)
-    if not isinstance(config.weight_decay, (int, float)) or config.weight_decay < 0:
-        _fail("weight_decay", f"must be >= 0, got {config.weight_decay!r}")
-    if not isinstance(config.label_smoothing, (int, float)) or not 0 <= config.label_smoothing < 1:
-        _fail("label_smoothing", f"must be in [0, 1), got {config.label_smoothing!r}")
-    if not 0 <= config.dropout_rate < 1:
-        _fail("dropout_rate", f"must be in [0, 1), got {config.dropout_rate!r}")
-    if config.warmup_epochs < 0 or config.warmup_epochs >= config.num_epochs:
-        _fail(
-            "warmup_epochs",
-            f"must be in [0, num_epochs={config.num_epochs}), got {config.warmup_epochs!r}",
-        )
-    stride = total_stride(config.stem_strides)
-    if config.image_size < stride:
-        _fail(
-            "image_size",
-            f"{config.image_size} is smaller than the network's total stride {stride} "
-            f"(stem_strides={config.stem_strides}); use --config.image_size={stride} or more",
-        )
-    if config.crop == "pad_crop" and config.crop_padding < 0:
-        _fail("crop_padding", f"must be >= 0, got {config.crop_padding!r}")
-    if not 0 <= config.cutout_size <= config.image_size:
-        _fail(
-            "cutout_size",
-            f"must be in [0, image_size={config.image_size}], got {config.cutout_size!r}",
-        )
-    if len(config.mean) != 3 or len(config.std) != 3 or min(config.std) <= 0:
-        _fail("mean", "mean and std must each hold 3 per-channel values, std all positive")
-    devices = device_count or jax.device_count()
+    _check_positive(config, "eval_every_epochs")
     if config.batch_size % devices:
+        fix = max(devices, config.batch_size // devices * devices)
         _fail(
             "batch_size",
             f"{config.batch_size} does not divide evenly over {devices} devices "
             f"({jax.process_count()} process(es)); use a multiple of {devices}, "
-            f"e.g. --config.batch_size={max(devices, config.batch_size // devices * devices)}",
+            f"e.g. --config.batch_size={fix}",
         )
-    if config.get("synthetic_stl10") is not None:
-        sizes = tuple(config.synthetic_stl10)
+
+
+def _validate_model(config) -> None:
+    from senet_jax import models
+    from senet_jax.models.ops.conv import CONV_IMPLEMENTATIONS
+    from senet_jax.models.ops.depthwise import FORMULATIONS
+
+    _check_choice(config, "model.name", models.list_models())
+    _check_choice(config, "model.depthwise_implementation", {"auto", *FORMULATIONS})
+    _check_choice(config, "model.conv_implementation", {"auto", *CONV_IMPLEMENTATIONS})
+    _check_choice(config, "model.stem_strides", {1, 2})
+    _check_positive(config, "model.width_multiplier")
+    _check_fraction(config, "model.dropout_rate")
+    stride = models.architecture(config.model.name).total_stride(config.model.stem_strides)
+    if config.data.image_size < stride:
+        _fail(
+            "data.image_size",
+            f"{config.data.image_size} is smaller than the network's total stride {stride} "
+            f"(model.stem_strides={config.model.stem_strides}); "
+            f"use --config.data.image_size={stride} or more",
+        )
+
+
+def _validate_se(config) -> None:
+    from senet_jax import models
+    from senet_jax.models.se import GATES, SQUEEZE_OPS, parse_blocks
+
+    architecture = models.architecture(config.model.name)
+    _check_positive(config, "model.se.reduction", int)
+    _check_positive(config, "model.se.min_features", int)
+    _check_choice(config, "model.se.squeeze", SQUEEZE_OPS)
+    _check_choice(config, "model.se.gate", GATES)
+    if "placement" in config.model.se:
+        _check_choice(config, "model.se.placement", architecture.SE_PLACEMENTS)
+    blocks = parse_blocks(config.model.se.blocks)
+    unknown = [] if blocks == "all" else [b for b in blocks if b not in architecture.SE_BLOCKS]
+    if unknown:
+        valid = ", ".join(map(str, architecture.SE_BLOCKS))
+        _fail(
+            "model.se.blocks",
+            f"{config.model.se.blocks!r} names no block of {config.model.name} "
+            f"({', '.join(map(str, unknown))}); use all, or a comma-separated "
+            f"list of {valid} (e.g. --config.model.se.blocks={architecture.SE_BLOCKS[-1]})",
+        )
+
+
+def _validate_optim(config) -> None:
+    from senet_jax import optim
+
+    _check_choice(config, "optim.name", optim.OPTIMIZERS)
+    _check_choice(config, "optim.schedule", optim.SCHEDULES)
+    _check_positive(config, "optim.learning_rate")
+    _check_fraction(config, "optim.momentum")
+    _check_fraction(config, "optim.label_smoothing")
+    decay = config.optim.weight_decay
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or decay < 0:
+        _fail("optim.weight_decay", f"must be >= 0, got {decay!r}")
+    warmup = config.optim.warmup_epochs
+    if not 0 <= warmup < config.num_epochs:
+        _fail(
+            "optim.warmup_epochs",
+            f"must be in [0, num_epochs={config.num_epochs}), got {warmup!r}",
+        )
+
+
+def _validate_data(config) -> None:
+    from senet_jax.data import CROPS
+
+    data = config.data
+    _check_choice(config, "data.crop", CROPS)
+    _check_positive(config, "data.image_size", int)
+    if data.crop == "pad_crop" and data.crop_padding < 0:
+        _fail("data.crop_padding", f"must be >= 0, got {data.crop_padding!r}")
+    if not 0 <= data.cutout_size <= data.image_size:
+        _fail(
+            "data.cutout_size",
+            f"must be in [0, data.image_size={data.image_size}], got {data.cutout_size!r}",
+        )
+    if len(data.mean) != 3 or len(data.std) != 3 or min(data.std) <= 0:
+        _fail("data.mean", "data.mean and data.std must each hold 3 values, std all positive")
+    _validate_data_source(config)
+
+
+def _validate_data_source(config) -> None:
+    data = config.data
+    if data.synthetic_stl10 is not None:
+        sizes = tuple(data.synthetic_stl10)
         if len(sizes) != 2 or min(sizes) <= 0:
             _fail(
-                "synthetic_stl10",
+                "data.synthetic_stl10",
                 f"must be (train_examples, test_examples), both positive, got {sizes!r}",
             )
         if sizes[0] < config.batch_size:
             _fail(
-                "synthetic_stl10",
+                "data.synthetic_stl10",
                 f"{sizes[0]} training examples make no batch of batch_size={config.batch_size}",
             )
     import tensorflow_datasets as tfds
 
-    if config.dataset not in tfds.list_builders(with_community_datasets=False):
+    if data.dataset not in tfds.list_builders(with_community_datasets=False):
         _fail(
-            "dataset",
-            f"{config.dataset!r} is not a tensorflow_datasets builder; use e.g. --config.dataset=stl10 "
-            f"(tfds.list_builders() lists them)",
+            "data.dataset",
+            f"{data.dataset!r} is not a tensorflow_datasets builder; use e.g. "
+            "--config.data.dataset=stl10 (tfds.list_builders() lists them)",
         )
-    if config.stl10_archive and config.dataset != "stl10":
+    archive = data.stl10_archive
+    if archive and data.dataset != "stl10":
         _fail(
-            "stl10_archive",
-            f"is only for dataset='stl10', not {config.dataset!r}; unset it or set --config.dataset=stl10",
+            "data.stl10_archive",
+            f"is only for dataset='stl10', not {data.dataset!r}; unset it or set "
+            "--config.data.dataset=stl10",
         )
-    if (
-        config.stl10_archive
-        and not config.get("synthetic_stl10")
-        and not str(config.stl10_archive).startswith("gs://")
-        and not os.path.exists(config.stl10_archive)
-    ):
+    local = archive and not str(archive).startswith("gs://")
+    if local and data.synthetic_stl10 is None and not os.path.exists(archive):
         _fail(
-            "stl10_archive",
-            f"{config.stl10_archive} does not exist; give the path of stl10_binary.tar.gz "
-            f"or of the folder holding stl10_binary/",
+            "data.stl10_archive",
+            f"{archive} does not exist; give the path of stl10_binary.tar.gz "
+            "or of the folder holding stl10_binary/",
         )
-    if workdir is not None:
-        check_workdir(workdir)

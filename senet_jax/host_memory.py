@@ -7,6 +7,7 @@ minor page faults and 30% of the process's CPU time in the kernel (measured,
 benchmarks/RESULTS.md). Keeping every allocation in one heap that is never
 trimmed lets the next step reuse the same pages instead.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,8 +31,8 @@ def _glibc():
         return None
     try:
         libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version
-        libc.mallopt
+        if not (hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt")):
+            return None
     except (OSError, AttributeError):
         return None
     return libc

@@ -84,11 +84,13 @@ class Progress:
             )
         if not 0 <= start_step <= total_steps:
             raise ValueError(
-                f"start_step={start_step} is outside [0, {total_steps}]: checkpoint step exceeds the configured run"
+                f"start_step={start_step} is outside [0, {total_steps}]: checkpoint step exceeds "
+                "the configured run"
             )
         if log_every_steps <= 0:
             raise ValueError(
-                f"log_every_steps={log_every_steps}: set the log interval to a positive number of steps"
+                f"log_every_steps={log_every_steps}: set the log interval to a positive number of "
+                "steps"
             )
         if interactive is None:
             isatty = getattr(stream, "isatty", None)
@@ -127,7 +129,10 @@ class Progress:
     def update(self, step: int, *, loss: float, accuracy: float, images_per_second: float) -> None:
         step = int(step)
         eta = self._eta_seconds(step)
-        fields = f"loss {float(loss):.4f}, accuracy {100.0 * float(accuracy):.2f}%, {float(images_per_second):.1f} img/s"
+        fields = (
+            f"loss {float(loss):.4f}, accuracy {100.0 * float(accuracy):.2f}%, "
+            f"{float(images_per_second):.1f} img/s"
+        )
         if self._bar is not None:
             self._bar.set_postfix_str(fields, refresh=False)
             self._bar.update(step - self._bar.n)
@@ -136,7 +141,8 @@ class Progress:
             if crossed or (step == self.total_steps and self._last_step < step):
                 width = len(str(self.total_steps))
                 print(
-                    f"step {step:>{width}}/{self.total_steps} ({100.0 * step / self.total_steps:5.1f}%) | "
+                    f"step {step:>{width}}/{self.total_steps} "
+                    f"({100.0 * step / self.total_steps:5.1f}%) | "
                     f"{fields.replace(', ', ' | ')} | ETA {_format_duration(eta)}",
                     file=self._stream,
                     flush=True,
@@ -163,7 +169,8 @@ def confusion_matrix(labels, predictions, num_classes: int, mask=None) -> np.nda
     predictions = np.asarray(predictions).reshape(-1)
     if labels.shape != predictions.shape:
         raise ValueError(
-            f"labels ({labels.size}) and predictions ({predictions.size}) differ in size: pass class ids, not logits"
+            f"labels ({labels.size}) and predictions ({predictions.size}) differ in size: pass "
+            "class ids, not logits"
         )
     if num_classes <= 0:
         raise ValueError(f"num_classes={num_classes}: must be positive")
@@ -171,7 +178,8 @@ def confusion_matrix(labels, predictions, num_classes: int, mask=None) -> np.nda
         mask = np.asarray(mask).reshape(-1)
         if mask.shape != labels.shape:
             raise ValueError(
-                f"mask ({mask.size}) and labels ({labels.size}) differ in size: pass one mask value per example"
+                f"mask ({mask.size}) and labels ({labels.size}) differ in size: pass one mask "
+                "value per example"
             )
         keep = mask.astype(bool)
         labels, predictions = labels[keep], predictions[keep]
@@ -180,7 +188,8 @@ def confusion_matrix(labels, predictions, num_classes: int, mask=None) -> np.nda
     for name, ids in (("labels", labels), ("predictions", predictions)):
         if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
             raise ValueError(
-                f"{name} hold ids outside [0, {num_classes}): num_classes does not match the dataset"
+                f"{name} hold ids outside [0, {num_classes}): num_classes does not match the "
+                "dataset"
             )
     flat = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes).astype(np.int64)
@@ -339,7 +348,7 @@ def _series(history: Iterable[Mapping[str, Any]], key: str) -> tuple[list[float]
 
 
 def plot_learning_curves(history, path) -> None:
-    """Loss and accuracy against step, train and test on the same axes (plus learning rate if logged).
+    """Loss and accuracy against step, train and test on the same axes (plus learning rate).
 
     Entries may miss keys (test metrics come less often than train metrics); each curve uses only
     the entries that have its key.
@@ -382,7 +391,7 @@ def write_results(
     class_names=None,
     history=None,
 ) -> str:
-    """Write WORKDIR/results.json (+ confusion_matrix.png, learning_curves.png); return the JSON path.
+    """Writes WORKDIR/results.json, confusion_matrix.png, learning_curves.png; returns its path.
 
     With `confusion`, the JSON also gets `per_class_accuracy` ({class name: accuracy}) and
     `confusion_matrix` (list of rows, rows = true class). Call it from process 0 only.

@@ -1,4 +1,5 @@
 """Test session set-up: 8 simulated CPU devices so pmap code really runs on several."""
+
 from __future__ import annotations
 
 import os
@@ -32,19 +33,19 @@ STL10_TRAIN, STL10_TEST = 60, 44  # 44 test examples: batch sizes that do and do
 
 @pytest.fixture(scope="session")
 def stl10_prepared(tmp_path_factory):
-    """A small archive in STL10's official layout, prepared ONCE by tfds through the offline option."""
+    """A small archive in STL10's official layout, prepared ONCE by tfds, offline."""
     from configs import stl10
-    from senet_jax import input_pipeline, stl10_format
+    from senet_jax.data import sources, stl10_format
 
     root = str(tmp_path_factory.mktemp("stl10_archive"))
     archive = stl10_format.write_stl10_archive(root, STL10_TRAIN, STL10_TEST, seed=0)
     config = stl10.get_config()
-    config.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    config.stl10_archive = archive
-    input_pipeline.get_dataset_info(config)
+    config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    config.data.stl10_archive = archive
+    sources.get_dataset_info(config.data)
     train_x, train_y = stl10_format.make_split("train", STL10_TRAIN, seed=0)
     test_x, test_y = stl10_format.make_split("test", STL10_TEST, seed=0)
-    return Stl10Fixture(root, archive, config.data_dir, train_x, train_y, test_x, test_y)
+    return Stl10Fixture(root, archive, config.data.data_dir, train_x, train_y, test_x, test_y)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,13 @@
 """benchmarks/train_step.py runs the real train step and prints JSON plus the summary line."""
+
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -56,6 +60,21 @@ def test_bad_choice_fails_in_one_line_before_compiling(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "error: config.conv_implementation: 'winograd' is not known; use one of auto, matmul, native "
-        "(e.g. --config.conv_implementation=auto)"
+        "error: config.model.conv_implementation: 'winograd' is not known; use one of auto, "
+        "matmul, native (e.g. --config.model.conv_implementation=auto)"
     ]
+
+
+@pytest.mark.parametrize("script", ["train_step.py", "input_pipeline.py"])
+def test_runs_from_the_repository_root_without_pythonpath(script):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--help"],
+        cwd=SCRIPT.parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout

@@ -1,17 +1,20 @@
-"""CheckpointManager in process: round trip, damage fallback, incompatible configs, which steps are kept."""
+"""CheckpointManager in process: round trip, damage fallback, incompatible configs, kept steps."""
+
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
+from config_utils import configure
 from flax import struct
 from training_runs import assert_trees_identical
 
+from configs import stl10
 from senet_jax.checkpointing import CheckpointManager, IncompatibleCheckpointError
 
 
@@ -26,18 +29,9 @@ class FakeState(struct.PyTreeNode):
 
 
 def make_config(**overrides):
-    c = ml_collections.ConfigDict(
-        dict(
-            model="se_mobilenet_v1",
-            width_multiplier=0.25,
-            stem_strides=2,
-            se_reduction=16,
-            optimizer="sgd",
-            keep_checkpoints=2,
-        )
-    )
-    c.update(overrides)
-    return c
+    c = stl10.get_config()
+    configure(c, width_multiplier=0.25, stem_strides=2, keep_checkpoints=2)
+    return configure(c, **overrides)
 
 
 def make_state(step, width=4, seed=0):
@@ -141,10 +135,12 @@ def test_damaged_latest_is_reported_kept_and_the_previous_one_used(
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("width_multiplier", 0.5),
-        ("model", "mobilenet_v1"),
-        ("stem_strides", 1),
-        ("optimizer", "adamw"),
+        ("model.width_multiplier", 0.5),
+        ("model.name", "mobilenet_v1"),
+        ("model.stem_strides", 1),
+        ("model.se.reduction", 8),
+        ("model.se.gate", "tanh"),
+        ("optim.name", "adamw"),
     ],
 )
 def test_incompatible_config_is_refused_naming_the_field_and_nothing_is_deleted(
@@ -154,11 +150,12 @@ def test_incompatible_config_is_refused_naming_the_field_and_nothing_is_deleted(
     before = sorted(os.listdir(tmp_path / "checkpoints"))
     other = make_config(**{field: value})
     manager = CheckpointManager(str(tmp_path), other, read_only=True)
-    with pytest.raises(IncompatibleCheckpointError, match=rf"{field}=.*--config\.{field}=") as e:
+    pattern = re.escape(f"config.{field}=") + ".*" + re.escape(f"--config.{field}=")
+    with pytest.raises(IncompatibleCheckpointError, match=pattern) as e:
         manager.check_config()
     manager.close()
     assert "\n" not in str(e.value)
-    with pytest.raises(IncompatibleCheckpointError, match=field):
+    with pytest.raises(IncompatibleCheckpointError, match=re.escape(field)):
         restore(tmp_path, other)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
     assert not os.path.exists(tmp_path / "damaged_checkpoints")
@@ -184,3 +181,49 @@ def test_best_by_test_accuracy_is_kept_alongside_the_latest(tmp_path):
     metrics = {s: {"test_accuracy": a} for s, a in accuracy.items() if a is not None}
     save_steps(tmp_path, list(accuracy), metrics=metrics)
     assert sorted(int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()) == [2, 5, 6]
+
+
+def _as_written_before_config_sections(step_dir):
+    """The record as the flat-config layout wrote it: shape fields under "fields"."""
+    path = os.path.join(step_dir, "record", "metadata")
+    with open(path) as f:
+        record = json.load(f)
+    for key in ("model", "num_classes", "optimizer", "opt_state_shapes"):
+        record.pop(key)
+    record["fields"] = {
+        "model": "se_mobilenet_v1",
+        "width_multiplier": 0.25,
+        "stem_strides": 2,
+        "se_reduction": 16,
+        "optimizer": "sgd",
+        "num_classes": 10,
+    }
+    with open(path, "w") as f:
+        json.dump(record, f)
+
+
+def test_checkpoint_from_before_config_sections_resumes_when_it_fits(tmp_path):
+    save_steps(tmp_path, [1, 2])
+    _as_written_before_config_sections(str(tmp_path / "checkpoints" / "2"))
+    restored, steps = restore(tmp_path)
+    assert steps == [1, 2]
+    assert_trees_identical(tree_of(restored), tree_of(make_state(2)))
+    manager = CheckpointManager(str(tmp_path), make_config(se_reduction=8), read_only=True)
+    with pytest.raises(IncompatibleCheckpointError, match=r"config\.model\.se\.reduction=16"):
+        manager.check_config()
+    manager.close()
+
+
+def test_record_without_model_settings_is_refused_in_one_line(tmp_path):
+    save_steps(tmp_path, [1])
+    path = tmp_path / "checkpoints" / "1" / "record" / "metadata"
+    record = json.loads(path.read_text())
+    for key in ("model", "num_classes", "optimizer"):
+        record.pop(key)
+    path.write_text(json.dumps(record))
+    manager = CheckpointManager(str(tmp_path), make_config(), read_only=True)
+    with pytest.raises(IncompatibleCheckpointError, match="predates this layout") as e:
+        manager.check_config()
+    manager.close()
+    assert "\n" not in str(e.value)
+    assert os.path.isdir(tmp_path / "checkpoints" / "1")

@@ -1,17 +1,20 @@
-"""Bad input fails fast, in one line naming the field and the fix, and leaves the workdir as it was."""
+"""Bad input fails fast, in one line naming the field and the fix; the workdir stays as it was."""
+
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tarfile
 import time
 
 import pytest
+from config_utils import configure
 
 from configs import smoke, stl10
-from senet_jax import checkpointing, stl10_format, trainer
+from senet_jax import checkpointing, trainer
 from senet_jax import config as config_lib
-from senet_jax.input_pipeline import DatasetUnavailableError, Stl10ArchiveError
+from senet_jax.data import DatasetUnavailableError, Stl10ArchiveError, stl10_format
 
 
 def tree_hash(root) -> dict:
@@ -26,34 +29,46 @@ def tree_hash(root) -> dict:
 
 
 BAD_FIELDS = [
-    ({"model": "se_mobilenet_v9"}, "model", "use one of"),
-    ({"dataset": "stl11"}, "dataset", "--config.dataset=stl10"),
-    ({"optimizer": "sgdd"}, "optimizer", "--config.optimizer="),
-    ({"schedule": "cosine"}, "schedule", "--config.schedule="),
+    ({"model.name": "se_mobilenet_v9"}, "model.name", "use one of"),
+    ({"data.dataset": "stl11"}, "data.dataset", "--config.data.dataset=stl10"),
+    ({"optim.name": "sgdd"}, "optim.name", "--config.optim.name="),
+    ({"optim.schedule": "cosine"}, "optim.schedule", "--config.optim.schedule="),
     (
-        {"depthwise_implementation": "im2row"},
-        "depthwise_implementation",
-        "--config.depthwise_implementation=",
+        {"model.depthwise_implementation": "im2row"},
+        "model.depthwise_implementation",
+        "--config.model.depthwise_implementation=",
     ),
-    ({"conv_implementation": "winograd"}, "conv_implementation", "--config.conv_implementation="),
+    (
+        {"model.conv_implementation": "winograd"},
+        "model.conv_implementation",
+        "--config.model.conv_implementation=",
+    ),
+    ({"model.se.squeeze": "median"}, "model.se.squeeze", "--config.model.se.squeeze=avg"),
+    ({"model.se.gate": "softmax"}, "model.se.gate", "--config.model.se.gate="),
+    ({"model.se.reduction": 0}, "model.se.reduction", "positive integer"),
+    ({"model.se.min_features": -1}, "model.se.min_features", "positive integer"),
+    ({"model.se.blocks": "0,14"}, "model.se.blocks", "0, 14.*--config.model.se.blocks=13"),
+    ({"model.se.blocks": "last"}, "model.se.blocks", "names no block"),
     ({"batch_size": 100}, "batch_size", "multiple of 8"),
     ({"batch_size": 0}, "batch_size", "positive integer"),
     ({"batch_size": -16}, "batch_size", "positive integer"),
     ({"num_epochs": 0}, "num_epochs", "positive integer"),
-    ({"learning_rate": 0.0}, "learning_rate", "positive number"),
-    ({"learning_rate": -0.1}, "learning_rate", "positive number"),
-    ({"weight_decay": -1e-4}, "weight_decay", ">= 0"),
-    ({"label_smoothing": 1.0}, "label_smoothing", r"\[0, 1\)"),
-    ({"label_smoothing": -0.1}, "label_smoothing", r"\[0, 1\)"),
+    ({"optim.learning_rate": 0.0}, "optim.learning_rate", "positive number"),
+    ({"optim.learning_rate": -0.1}, "optim.learning_rate", "positive number"),
+    ({"optim.weight_decay": -1e-4}, "optim.weight_decay", ">= 0"),
+    ({"optim.momentum": 1.0}, "optim.momentum", r"\[0, 1\)"),
+    ({"optim.label_smoothing": 1.0}, "optim.label_smoothing", r"\[0, 1\)"),
+    ({"optim.label_smoothing": -0.1}, "optim.label_smoothing", r"\[0, 1\)"),
+    ({"model.dropout_rate": 1.0}, "model.dropout_rate", r"\[0, 1\)"),
     (
-        {"image_size": 8, "stem_strides": 1, "cutout_size": 0},
-        "image_size",
-        "total stride 16.*--config.image_size=16",
+        {"data.image_size": 8, "model.stem_strides": 1, "data.cutout_size": 0},
+        "data.image_size",
+        "total stride 16.*--config.data.image_size=16",
     ),
     (
-        {"image_size": 24, "stem_strides": 2, "cutout_size": 0},
-        "image_size",
-        "total stride 32.*--config.image_size=32",
+        {"data.image_size": 24, "model.stem_strides": 2, "data.cutout_size": 0},
+        "data.image_size",
+        "total stride 32.*--config.data.image_size=32",
     ),
 ]
 
@@ -62,19 +77,47 @@ BAD_FIELDS = [
     "overrides,field,fix", BAD_FIELDS, ids=[f"{b[1]}={list(b[0].values())[0]}" for b in BAD_FIELDS]
 )
 def test_bad_field_is_named_with_the_fix(overrides, field, fix):
-    config = stl10.get_config()
-    config.update(overrides)
+    config = configure(stl10.get_config(), **overrides)
     with pytest.raises(config_lib.ConfigError, match=rf"^config\.{field}: .*{fix}") as e:
         config_lib.validate(config, device_count=8)
     assert "\n" not in str(e.value)
 
 
-def test_config_without_conv_implementation_still_validates():
-    # Config files written before the field existed keep working ("auto").
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        (
+            "image_size",
+            "config.image_size is now config.data.image_size.*--config.data.image_size=",
+        ),
+        ("se_reduction", "now config.model.se.reduction"),
+        ("optimizer", "now config.optim.name"),
+        ("learning_rate", "now config.optim.learning_rate"),
+        ("num_epoch", "config.num_epoch is not a config field; did you mean config.num_epochs?"),
+        ("model.se.gait", "did you mean config.model.se.gate?"),
+    ],
+)
+def test_unknown_or_moved_field_names_the_real_one(path, expected):
+    message = config_lib.unknown_field_message(stl10.get_config(), path)
+    assert re.search(expected, message) and "\n" not in message
+
+
+def test_every_field_is_known():
     config = stl10.get_config()
-    del config["conv_implementation"]
+    for path in config_lib.field_paths(config):
+        assert config_lib.unknown_field_message(config, path) is None
+    assert "model.se.blocks" in config_lib.field_paths(config)
+
+
+@pytest.mark.parametrize(
+    "blocks,expected", [("all", "all"), ("12,13", (12, 13)), ("(4,5)", (4, 5))]
+)
+def test_se_blocks_from_the_command_line(blocks, expected):
+    from senet_jax.models.se import parse_blocks
+
+    config = configure(stl10.get_config(), **{"model.se.blocks": blocks})
     config_lib.validate(config, device_count=8)
-    assert trainer.create_model(config, 10).conv_implementation == "auto"
+    assert parse_blocks(blocks) == expected
 
 
 def test_defaults_and_smoke_config_are_valid(tmp_path):
@@ -101,9 +144,8 @@ def test_unwritable_workdir_is_refused(tmp_path, where):
 
 def offline_stl10_config(tmp_path, **overrides):
     config = stl10.get_config()
-    config.data_dir = str(tmp_path / "empty_tfds")  # nothing prepared here
-    config.update(overrides)
-    return config
+    config.data.data_dir = str(tmp_path / "empty_tfds")  # nothing prepared here
+    return configure(config, **overrides)
 
 
 def _existing_workdir(tmp_path):
@@ -135,8 +177,8 @@ def test_missing_dataset_names_data_dir_and_archive_option_and_creates_no_workdi
         trainer.train_and_evaluate(offline_stl10_config(tmp_path), workdir)
     assert time.perf_counter() - start < 10
     message = str(e.value)
-    assert str(tmp_path / "empty_tfds") in message and "config.data_dir" in message
-    assert "config.stl10_archive" in message and "\n" not in message
+    assert str(tmp_path / "empty_tfds") in message and "config.data.data_dir" in message
+    assert "config.data.stl10_archive" in message and "\n" not in message
     assert not os.path.exists(workdir)
 
 
@@ -148,7 +190,7 @@ def test_corrupt_archive_names_the_file_and_leaves_the_workdir(tmp_path, damage,
     before = tree_hash(workdir)
     config = offline_stl10_config(tmp_path, stl10_archive=_archive(tmp_path, damage))
     with pytest.raises(
-        Stl10ArchiveError, match=rf"config\.stl10_archive: .*{bad_file}.*(download|again)"
+        Stl10ArchiveError, match=rf"config\.data\.stl10_archive: .*{bad_file}.*(download|again)"
     ):
         trainer.train_and_evaluate(config, workdir)
     assert tree_hash(workdir) == before
@@ -168,8 +210,8 @@ def test_incompatible_checkpoint_is_refused_before_the_dataset_is_touched(tmp_pa
     start = time.perf_counter()
     with pytest.raises(
         checkpointing.IncompatibleCheckpointError,
-        match=r"width_multiplier=1\.0 but the config has width_multiplier=0\.5.*"
-        r"--config\.width_multiplier=1\.0.*nothing was deleted",
+        match=r"model\.width_multiplier=1\.0 but the config has config\.model\.width_multiplier"
+        r"=0\.5.*--config\.model\.width_multiplier=1\.0.*nothing was deleted",
     ):
         trainer.train_and_evaluate(offline_stl10_config(tmp_path, width_multiplier=0.5), workdir)
     assert time.perf_counter() - start < 10
@@ -179,7 +221,7 @@ def test_incompatible_checkpoint_is_refused_before_the_dataset_is_touched(tmp_pa
 def test_bad_config_fails_before_the_workdir_is_created(tmp_path):
     workdir = str(tmp_path / "new_run")
     start = time.perf_counter()
-    with pytest.raises(config_lib.ConfigError, match="config.label_smoothing"):
+    with pytest.raises(config_lib.ConfigError, match=r"config\.optim\.label_smoothing"):
         trainer.train_and_evaluate(offline_stl10_config(tmp_path, label_smoothing=1.5), workdir)
     assert time.perf_counter() - start < 5
     assert not os.path.exists(workdir) and not os.path.exists(tmp_path / "empty_tfds")

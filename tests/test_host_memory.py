@@ -1,4 +1,5 @@
 """senet_jax.host_memory: freed host memory is reused across XLA:CPU executions."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Two processes x 4 CPU devices (jax.distributed over localhost, gloo collectives) against
 one process x 8 devices, same global batch: the same training, to fp32 tolerance."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Every fault test ends by comparing final parameters with the uninterrupted `reference_run`
 bit for bit, so "resumed correctly" means exactly that.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,8 @@ class Job:
                 return
             if self.proc.poll() is not None:
                 pytest.fail(
-                    f"train.py ended (rc {self.proc.returncode}) before the awaited moment:\n{self.stderr()[-3000:]}"
+                    f"train.py ended (rc {self.proc.returncode}) before the awaited "
+                    f"moment:\n{self.stderr()[-3000:]}"
                 )
             time.sleep(interval)
         pytest.fail("timed out waiting for train.py")
@@ -81,7 +83,7 @@ def error_lines(stderr):
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-# ----------------------------------------------------------------------------- bad input via train.py
+# ------------------------------------------------------------------------ bad input via train.py
 
 
 def _bad_config(tmp_path, reference_run):
@@ -91,8 +93,42 @@ def _bad_config(tmp_path, reference_run):
     return (
         str(workdir),
         train_command(str(workdir), optimizer="adam"),
-        r"config\.optimizer: 'adam' is not known.*--config\.optimizer=",
+        r"config\.optim\.name: 'adam' is not known.*--config\.optim\.name=",
     )
+
+
+def _flat_override(tmp_path, reference_run):
+    """A field written the pre-sections way: the error names its new place."""
+    workdir = str(tmp_path / "run")
+    command = train_command(workdir) + ["--config.image_size=32"]
+    return workdir, command, r"config\.image_size is now config\.data\.image_size"
+
+
+def _misspelt_field(tmp_path, reference_run):
+    workdir = str(tmp_path / "run")
+    command = train_command(workdir) + ["--config.num_epoch=3"]
+    return (
+        workdir,
+        command,
+        r"config\.num_epoch is not a config field; did you mean config\.num_epochs\?",
+    )
+
+
+def _flat_config_file(tmp_path, reference_run):
+    """A user's own config file in the old flat layout."""
+    path = tmp_path / "old_config.py"
+    path.write_text(
+        "import ml_collections\n\n\ndef get_config():\n"
+        "    return ml_collections.ConfigDict(dict(model='se_mobilenet_v1', batch_size=16))\n"
+    )
+    workdir = str(tmp_path / "run")
+    command = [
+        sys.executable,
+        os.path.join(REPO, "train.py"),
+        f"--config={path}",
+        f"--workdir={workdir}",
+    ]
+    return workdir, command, r"config\.model: is missing: this config predates config sections"
 
 
 def _incompatible_checkpoint(tmp_path, reference_run):
@@ -101,7 +137,8 @@ def _incompatible_checkpoint(tmp_path, reference_run):
     return (
         workdir,
         train_command(workdir, width_multiplier=0.5),
-        r"width_multiplier=0\.25 but the config has width_multiplier=0\.5.*--config\.width_multiplier=0\.25.*nothing was deleted",
+        r"model\.width_multiplier=0\.25 but the config has config\.model\.width_multiplier=0\.5"
+        r".*--config\.model\.width_multiplier=0\.25.*nothing was deleted",
     )
 
 
@@ -113,19 +150,34 @@ def _missing_dataset(tmp_path, reference_run):
         os.path.join(REPO, "train.py"),
         f"--config={os.path.join(REPO, 'configs/stl10.py')}",
         f"--workdir={workdir}",
-        f"--config.data_dir={data_dir}",
+        f"--config.data.data_dir={data_dir}",
     ]
     return (
         workdir,
         command,
-        rf"'stl10' is not prepared in {data_dir}.*config\.data_dir.*config\.stl10_archive",
+        rf"'stl10' is not prepared in {data_dir}.*config\.data\.data_dir"
+        r".*config\.data\.stl10_archive",
     )
 
 
 @pytest.mark.parametrize(
     "case",
-    [_bad_config, _incompatible_checkpoint, _missing_dataset],
-    ids=["unknown_optimizer", "incompatible_checkpoint", "dataset_not_offline"],
+    [
+        _bad_config,
+        _flat_override,
+        _misspelt_field,
+        _flat_config_file,
+        _incompatible_checkpoint,
+        _missing_dataset,
+    ],
+    ids=[
+        "unknown_optimizer",
+        "flat_override",
+        "misspelt_field",
+        "flat_config_file",
+        "incompatible_checkpoint",
+        "dataset_not_offline",
+    ],
 )
 def test_bad_input_exits_2_with_one_line_and_an_untouched_workdir(
     case, tmp_path, reference_run, compile_cache
@@ -236,7 +288,7 @@ def test_external_sigterm_exits_0_fast_then_nan_run_keeps_the_good_checkpoint(
     assert diverged > stopped
     assert (
         f"last good checkpoint (step {stopped}) is kept" in lines[0]
-        and "config.learning_rate" in lines[0]
+        and "config.optim.learning_rate" in lines[0]
     )
     assert (
         tree_hash(os.path.join(workdir, "checkpoints")) == saved

@@ -1,4 +1,5 @@
 """Tests for senet_jax.reporting: summaries, progress output, confusion matrix, result files."""
+
 from __future__ import annotations
 
 import glob

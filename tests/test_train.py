@@ -1,4 +1,5 @@
 """train.py end to end, on generated STL10-layout data through the real code path."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ def test_rerunning_a_finished_job_changes_nothing(reference_run, compile_cache, 
 
 def test_preempted_then_resumed_run_is_bit_identical(reference_run, compile_cache, tmp_path):
     workdir = str(tmp_path / "preempted")
-    first = run_train(workdir, compile_cache, env_extra={"SENET_JAX_PREEMPT_AT_STEP": 7})
+    first = run_train(workdir, compile_cache, preempt_at=7)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "preempted at step 7" in first.stderr
     assert checkpoint_steps(workdir)[-1] == 7

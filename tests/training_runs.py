@@ -3,6 +3,7 @@
 Shared by the end-to-end, resume and fault tests. A persistent XLA compilation cache shared by
 all runs of the session keeps repeated runs of the same tiny job cheap.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
+from config_utils import dotted
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,13 +32,18 @@ TINY_STEPS = 16
 
 
 def config_flags(overrides: dict[str, object]) -> list:
-    return [f"--config.{k}={v}" for k, v in overrides.items()]
+    return [f"--config.{dotted(k)}={v}" for k, v in overrides.items()]
 
 
-def train_command(workdir: str, config: str = "configs/smoke.py", **overrides) -> list:
+def train_command(
+    workdir: str, config: str = "configs/smoke.py", *, preempt_at: int | None = None, **overrides
+) -> list:
+    """train.py's command line; with `preempt_at`, a SIGTERM lands once that step has run."""
+    script = ["train.py"] if preempt_at is None else ["tests/preempted_train.py", str(preempt_at)]
     return [
         sys.executable,
-        os.path.join(REPO, "train.py"),
+        os.path.join(REPO, script[0]),
+        *script[1:],
         f"--config={os.path.join(REPO, config)}",
         f"--workdir={workdir}",
         *config_flags({**TINY, **overrides}),
@@ -60,9 +67,17 @@ def train_env(cache_dir: str, **extra) -> dict:
     return env
 
 
-def run_train(workdir: str, cache_dir: str, *, env_extra=None, timeout: float = 600, **overrides):
+def run_train(
+    workdir: str,
+    cache_dir: str,
+    *,
+    env_extra=None,
+    timeout: float = 600,
+    preempt_at: int | None = None,
+    **overrides,
+):
     return subprocess.run(
-        train_command(workdir, **overrides),
+        train_command(workdir, preempt_at=preempt_at, **overrides),
         env=train_env(cache_dir, **(env_extra or {})),
         cwd=REPO,
         capture_output=True,
@@ -98,7 +113,7 @@ def assert_trees_identical(a, b) -> None:
 
 
 def assert_same_as_reference(workdir: str, reference_run: str) -> None:
-    """Finished at the last step with the uninterrupted run's parameters and test results, exactly."""
+    """Finished at the last step with the uninterrupted run's parameters and results, exactly."""
     assert checkpoint_steps(workdir)[-1] == TINY_STEPS
     assert_trees_identical(load_state(workdir), load_state(reference_run))
     with (

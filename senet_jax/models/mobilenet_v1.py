@@ -31,6 +31,9 @@ BLOCKS: tuple[tuple[int, int], ...] = (
     (1024, 2),
     (1024, 1),
 )
+# What config.model.se may say for this architecture: block numbers (block01..block13).
+SE_BLOCKS = tuple(range(1, len(BLOCKS) + 1))
+SE_PLACEMENTS = ("standard",)
 
 
 def total_stride(stem_strides: int = 2) -> int:

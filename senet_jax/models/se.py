@@ -30,8 +30,9 @@ GATES: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
 class SEOptions:
     """`config.model.se` as the architectures read it (hashable, so a module field).
 
-    blocks: "all", or which blocks get SE: 1-based block numbers for MobileNetV1
-    (block01..block13), stage names for residual networks.
+    blocks: "all", or which blocks get SE, comma-separated on the command line
+    ("12,13"): 1-based block numbers for MobileNetV1 (block01..block13), stage names
+    for residual networks.
     placement: where SE sits in a residual unit (residual networks only).
     """
 
@@ -52,9 +53,7 @@ class SEOptions:
         unknown = sorted(set(se) - known)
         if unknown:
             raise ValueError(f"unknown SE option(s) {unknown}: use {sorted(known)}")
-        blocks = se.get("blocks", "all")
-        if not isinstance(blocks, str):
-            se["blocks"] = tuple(blocks)
+        se["blocks"] = parse_blocks(se.get("blocks", "all"))
         return cls(**se)
 
     def block_kwargs(self) -> dict[str, Any]:
@@ -69,6 +68,18 @@ class SEOptions:
     def applies_to(self, *names: str | int) -> bool:
         """True when `blocks` is "all" or names any of `names` (a block number or stage)."""
         return self.blocks == "all" or any(n in self.blocks for n in names)
+
+
+def parse_blocks(blocks: str | int | tuple | list) -> str | tuple:
+    """ "all", or a tuple of block numbers and stage names from "12,13" or a sequence."""
+    if isinstance(blocks, str):
+        text = blocks.strip().strip("()[]")
+        if text == "all":
+            return "all"
+        blocks = [b.strip().strip("'\"") for b in text.split(",") if b.strip()]
+    elif isinstance(blocks, int):
+        blocks = [blocks]
+    return tuple(int(b) if isinstance(b, str) and b.isdigit() else b for b in blocks)
 
 
 def se_hidden_features(channels: int, reduction: int, min_features: int = 1) -> int:

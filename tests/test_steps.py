@@ -1,4 +1,5 @@
-"""The pure training pieces: optimizer, train_step, eval_step, and their pmapped forms."""
+"""The pure steps: train_step, eval_step, the train state, and their pmapped forms."""
+
 from __future__ import annotations
 
 import functools
@@ -8,25 +9,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from config_utils import configure
 from flax import jax_utils
 
 from configs import stl10
-from senet_jax import trainer
+from senet_jax import optim, steps
 from senet_jax.models import create_model
+
+AXIS = "batch"
 
 
 def small_config(**overrides):
     c = stl10.get_config()
-    c.width_multiplier, c.stem_strides, c.image_size, c.dropout_rate = 0.25, 2, 32, 0.0
-    c.num_epochs, c.warmup_epochs, c.batch_size = 4, 1, 16
-    c.update(overrides)
-    return c
+    configure(c, width_multiplier=0.25, stem_strides=2, image_size=32, dropout_rate=0.0)
+    configure(c, num_epochs=4, warmup_epochs=1, batch_size=16)
+    return configure(c, **overrides)
+
+
+def make_tx(config, steps_per_epoch=5):
+    tx, _ = optim.create_optimizer(
+        config.optim, num_epochs=config.num_epochs, steps_per_epoch=steps_per_epoch
+    )
+    return tx
 
 
 def make_state(config, num_classes=10, axis_name=None, steps_per_epoch=5):
-    model = trainer.create_model(config, num_classes, axis_name=axis_name)
-    return trainer.create_train_state(
-        config, model, jax.random.key(0), (config.image_size,) * 2 + (3,), steps_per_epoch
+    model = steps.create_model(config, num_classes, axis_name=axis_name)
+    shape = (config.data.image_size,) * 2 + (3,)
+    return steps.create_train_state(
+        model, make_tx(config, steps_per_epoch), jax.random.key(0), shape
     )
 
 
@@ -40,7 +51,7 @@ def learnable_batch(n=16, size=32, seed=0):
 
 # One jitted step shared by the tests: jit caches by the state's structure, so tests that
 # reuse a state object (and with it its optimizer) compile once.
-STEP = jax.jit(trainer.train_step)
+STEP = jax.jit(steps.train_step)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +62,7 @@ def sgd_state():
 
 
 def test_weight_decay_skips_batchnorm_and_biases(sgd_state):
-    mask = trainer.decay_mask(sgd_state.params)
+    mask = optim.decay_mask(sgd_state.params)
     assert mask["stem"]["kernel"] and mask["block01"]["pointwise"]["kernel"]
     assert mask["block01"]["depthwise"]["kernel"] and mask["classifier"]["kernel"]
     assert not mask["stem_bn"]["scale"] and not mask["stem_bn"]["bias"]
@@ -79,7 +90,9 @@ def test_train_step_lowers_the_loss_on_a_fixed_batch(optimizer, sgd_state):
 
 def test_schedule_warms_up_then_decays_to_zero():
     config = small_config(num_epochs=10, warmup_epochs=2, learning_rate=0.4)
-    _, schedule = trainer.create_optimizer(config, steps_per_epoch=10)
+    _, schedule = optim.create_optimizer(
+        config.optim, num_epochs=config.num_epochs, steps_per_epoch=10
+    )
     assert float(schedule(0)) == 0.0
     assert float(schedule(20)) == pytest.approx(0.4)
     assert float(schedule(10)) == pytest.approx(0.2)
@@ -98,7 +111,7 @@ def test_eval_step_sums_only_masked_examples(sgd_state):
     state = sgd_state
     batch = learnable_batch(8)
     mask = np.array([1, 1, 1, 0, 1, 0, 0, 1], bool)
-    sums = jax.jit(trainer.eval_step)(state, {**batch, "mask": mask})
+    sums = jax.jit(steps.eval_step)(state, {**batch, "mask": mask})
     logits = state.apply_fn(
         {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
     )
@@ -132,18 +145,16 @@ def test_eight_devices_and_one_device_give_the_same_parameters():
                 dtype=jnp.float64,
                 param_dtype=jnp.float64,
             )
-            return trainer.create_train_state(config, model, jax.random.key(0), (32, 32, 3), 5)
+            return steps.create_train_state(model, make_tx(config), jax.random.key(0), (32, 32, 3))
 
         def batch(seed):
             b = learnable_batch(16, seed=seed)
             return {"image": b["image"].astype(np.float64), "label": b["label"]}
 
         shard = lambda b: jax.tree.map(lambda x: x.reshape(8, 2, *x.shape[1:]), b)
-        step1 = jax.jit(trainer.train_step)
-        step8 = jax.pmap(
-            functools.partial(trainer.train_step, axis_name=trainer.AXIS), axis_name=trainer.AXIS
-        )
-        single, replicated = state_for(None), jax_utils.replicate(state_for(trainer.AXIS))
+        step1 = jax.jit(steps.train_step)
+        step8 = jax.pmap(functools.partial(steps.train_step, axis_name=AXIS), axis_name=AXIS)
+        single, replicated = state_for(None), jax_utils.replicate(state_for(AXIS))
         for i in range(2):
             single, m1 = step1(single, batch(i))
             replicated, m8 = step8(replicated, shard(batch(i)))
@@ -160,9 +171,9 @@ def test_dropout_keys_differ_across_devices(sgd_state):
     def logits_per_device(state, batch):
         key = jax.random.fold_in(
             jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step),
-            jax.lax.axis_index(trainer.AXIS),
+            jax.lax.axis_index(AXIS),
         )
         return jax.random.bernoulli(key, 0.5, (64,))
 
-    masks = jax.pmap(logits_per_device, axis_name=trainer.AXIS)(state, None)
+    masks = jax.pmap(logits_per_device, axis_name=AXIS)(state, None)
     assert len({tuple(np.asarray(m)) for m in masks}) == 8

@@ -65,12 +65,13 @@ _SPLIT_SEED_OFFSET = {"train": 0, "test": 1, "unlabeled": 2}
 
 
 def make_split(split: str, num: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The images and labels write_stl10_archive(seed=seed) writes for split (train/test/unlabeled)."""
+    """The images and labels write_stl10_archive(seed=seed) writes for a split."""
     return make_images(num, seed=3 * seed + _SPLIT_SEED_OFFSET[split])
 
 
 def encode_images(images: np.ndarray) -> bytes:
-    """uint8 [N, 96, 96, 3] (rows, columns, channels) -> STL10 bytes (N x 3 x 96 x 96, column-major)."""
+    """uint8 [N, 96, 96, 3] (rows, columns, channels) -> STL10 bytes (N x 3 x 96 x 96,
+    column-major)."""
     images = np.asarray(images, np.uint8)
     if images.ndim != 4 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
         raise ValueError(f"images must be uint8 [N, 96, 96, 3]; got shape {images.shape}")

@@ -1,4 +1,5 @@
 """The generated archive follows STL10's official binary layout and its images are learnable."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import tarfile
 
 import numpy as np
 
-from senet_jax import stl10_format
+from senet_jax.data import stl10_format
 
 
 def test_pixel_layout_is_channel_planes_stored_column_major():
@@ -56,7 +57,7 @@ def test_marker_reveals_orientation():
 
 
 def test_classes_are_separable_at_32x32():
-    """A nearest-class-mean classifier on 32x32 thumbnails beats chance by far on held-out images."""
+    """A nearest-class-mean classifier on 32x32 thumbnails beats chance on held-out images."""
 
     def thumbs(x):
         return x.reshape(len(x), 32, 3, 32, 3, 3).mean(axis=(2, 4)).reshape(len(x), -1)

@@ -1,0 +1,147 @@
+"""Pure, distribution-agnostic steps: the train state, one training step, one evaluation step.
+
+Given an `axis_name`, `train_step` averages gradients and metrics over that axis and
+`eval_step` sums over it; the trainer wraps both in `jax.pmap` in one place. Nothing here
+assumes a backend or a device count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from senet_jax import models
+
+
+class TrainState(struct.PyTreeNode):
+    step: jnp.ndarray
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    rng: jnp.ndarray  # raw uint32 key data, so checkpoints hold plain arrays
+    apply_fn: Callable = struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+
+def create_model(config, num_classes: int, axis_name: str | None = None) -> nn.Module:
+    """`config.model` as the factory's keyword arguments, with the class count and the compute
+    dtype; `axis_name` turns on cross-device BatchNorm statistics."""
+    options = config.model.to_dict()
+    return models.create_model(
+        options.pop("name"),
+        num_classes=num_classes,
+        bn_axis_name=axis_name,
+        dtype=jnp.bfloat16 if config.half_precision else jnp.float32,
+        **options,
+    )
+
+
+def create_train_state(
+    model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array, image_shape: tuple
+) -> TrainState:
+    """Parameters, BatchNorm statistics and optimizer state on the host's default device."""
+    init_rng, state_rng = jax.random.split(rng)
+
+    @jax.jit
+    def init(key):
+        return model.init(key, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+
+    variables = init(init_rng)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(state_rng),
+        apply_fn=model.apply,
+        tx=tx,
+    )
+
+
+def _all_finite(tree) -> jnp.ndarray:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jnp.ndarray],
+    *,
+    label_smoothing: float = 0.0,
+    axis_name: str | None = None,
+) -> tuple[TrainState, dict[str, jnp.ndarray]]:
+    """One SGD step; with `axis_name`, gradients and metrics are averaged over that axis."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    if axis_name is not None:  # a different dropout mask on every device
+        key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+    images, labels = batch["image"], batch["label"]
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": key},
+        )
+        num_classes = logits.shape[-1]
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+        loss = optax.softmax_cross_entropy(logits, targets).mean()
+        return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+        metrics = jax.lax.pmean(metrics, axis_name)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    # Finite grads can still overflow the parameters (a huge learning rate): check what is saved.
+    metrics["finite"] = jnp.all(
+        jnp.stack(
+            [
+                jnp.isfinite(metrics["loss"]),
+                _all_finite(grads),
+                _all_finite(new_params),
+                _all_finite(batch_stats),
+            ]
+        )
+    ).astype(jnp.float32)
+    new_state = state.replace(
+        step=state.step + 1, params=new_params, batch_stats=batch_stats, opt_state=opt_state
+    )
+    return new_state, metrics
+
+
+def eval_step(
+    state: TrainState, batch: dict[str, jnp.ndarray], *, axis_name: str | None = None
+) -> dict[str, jnp.ndarray]:
+    """Masked sums (loss, correct, count, confusion matrix): exact metrics over any padding."""
+    logits = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+    )
+    labels, mask = batch["label"], batch["mask"].astype(jnp.float32)
+    num_classes = logits.shape[-1]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    predictions = jnp.argmax(logits, -1)
+    confusion = jnp.einsum(
+        "n,ni,nj->ij",
+        mask,
+        jax.nn.one_hot(labels, num_classes),
+        jax.nn.one_hot(predictions, num_classes),
+    )
+    sums = {
+        "loss_sum": jnp.sum(loss * mask),
+        "correct": jnp.sum((predictions == labels) * mask),
+        "count": jnp.sum(mask),
+        "confusion": confusion,
+    }
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    return sums
