@@ -340,13 +340,12 @@ def download(
                     ) from None
                 wait = retry_wait_s * 2 ** max(failures - 1, 0)
                 log.warning(
-                    "download of %s: %s at byte %d; retrying in %.0f s (%d of %d)",
+                    "download of %s: %s; retrying from byte %d in %.0f s (%s)",
                     url,
                     e.reason,
                     part.offset,
                     wait,
-                    max(failures, 1),
-                    retries,
+                    f"failure {failures} of {retries} in a row" if failures else "bytes arrived",
                 )
                 bar.close()
                 time.sleep(wait)

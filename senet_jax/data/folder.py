@@ -59,7 +59,8 @@ def _where(path: str) -> str:
 
 
 def _subfolders(path: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+    # Hidden folders too (.ipynb_checkpoints): tfds makes every folder a class, so must we.
+    return sorted(e.name for e in os.scandir(path) if e.is_dir())
 
 
 def _is_image(name: str) -> bool:

@@ -27,6 +27,7 @@ class Server:
         self.ranges: list[str | None] = []  # the Range header of every GET
         self.honor_range = True
         self.drop_at: int | None = None  # close the connection once after this many bytes
+        self.unavailable = 0  # answer this many GETs with 503 first
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -38,6 +39,10 @@ class Server:
             def do_GET(self):
                 rng = self.headers.get("Range")
                 server.ranges.append(rng)
+                if server.unavailable:
+                    server.unavailable -= 1
+                    self.send_error(503)
+                    return
                 if self.path != "/" + NAME:
                     self.send_error(404)
                     return
@@ -158,6 +163,29 @@ def test_server_ignoring_range_restarts(server, tmp_path, caplog):
     assert read(path) == server.data
     assert server.ranges == ["bytes=700-"]
     assert any("ignored the Range request" in r.getMessage() for r in caplog.records)
+
+
+def test_server_errors_are_retried(server, tmp_path):
+    server.unavailable = 2
+    assert read(fetch(server, tmp_path, retries=2)) == server.data
+    server.unavailable = 3
+    with pytest.raises(
+        dl.DownloadError, match=r"HTTP 503 Service Unavailable, 3 attempts in a row"
+    ):
+        fetch(server, tmp_path / "again", retries=2)
+
+
+def test_interrupt_keeps_the_partial(server, tmp_path, monkeypatch):
+    server.drop_at = 1000
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dl.time, "sleep", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(server, tmp_path)
+    assert os.listdir(tmp_path) == [NAME + ".partial"]  # kept for the next run to resume
+    assert (tmp_path / (NAME + ".partial")).stat().st_size == 1000
 
 
 def test_wrong_checksum_deletes_the_file(server, tmp_path):

@@ -102,6 +102,11 @@ def test_empty_class_folder(copy):
     assert f"{copy}/test/eel hold no" in error(copy)
 
 
+def test_hidden_folder_would_be_a_class(copy):
+    os.makedirs(os.path.join(copy, "train", ".ipynb_checkpoints"))
+    assert "train/.ipynb_checkpoints hold no" in error(copy)
+
+
 def test_single_class(copy):
     for c in CLASSES[1:]:
         shutil.rmtree(os.path.join(copy, "train", c))
