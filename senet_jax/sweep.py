@@ -136,9 +136,11 @@ def parse_value(field: str, text: str, kind: type) -> Any:
             return ast.literal_eval(text)
         except (ValueError, SyntaxError):
             return text
-    except (ValueError, SyntaxError) as e:
+    except (ValueError, SyntaxError):
+        example = {bool: "True", int: "16", float: "0.1", tuple: "(1,2)", list: "(1,2)"}
+        hint = f", e.g. {example[kind]}" if kind in example else ""
         raise SweepError(
-            f"{field}={text}: not a valid {kind.__name__} ({e}); the field holds a {kind.__name__}"
+            f"{field}={text}: not a valid {kind.__name__}; the field holds a {kind.__name__}{hint}"
         ) from None
 
 
@@ -238,7 +240,7 @@ def expand_grid(axes: list[tuple[str, list[Any]]]) -> list[Setting]:
 
 
 def _sanitise(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "_"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "none"  # () -> none
 
 
 def setting_name(setting: Setting) -> str:
@@ -315,6 +317,17 @@ def run_subprocess(command: Sequence[str], log_path: str, prefix: str) -> int:
             proc.terminate()
             proc.wait()
             raise
+
+
+def portable(command: Sequence[str]) -> list[str]:
+    """For a scheduler: `python` for this interpreter, the script relative to the cwd."""
+    python, script, *rest = command
+    if python == sys.executable:
+        python = "python"
+    relative = os.path.relpath(script)
+    if not relative.startswith(".."):
+        script = relative
+    return [python, script, *rest]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -606,7 +619,7 @@ def main(argv: Sequence[str] | None = None, run_fn: RunFn = run_subprocess) -> i
 
     if args.print_commands:
         for run in runs:
-            print(shlex.join(run.command))
+            print(shlex.join(portable(run.command)))
         return 0
     failures = [] if args.summarize else execute(runs, run_fn)
     rows = summarize(settings, collect(runs), seeds, baseline)

@@ -217,6 +217,7 @@ def test_values_take_the_field_types(config_path):
     assert axes["data.stl10_archive"] == ["/a/b.tar.gz"]
     names = [sweep.setting_name(((f, v),)) for f, v in [("model.se.blocks", (1, 2, 3))]]
     assert names == ["model.se.blocks=1_2_3"]
+    assert sweep.setting_name((("model.se.blocks", ()),)) == "model.se.blocks=none"
     assert sweep.format_value((4,)) == "(4,)" and sweep.format_value(()) == "()"
 
 
@@ -254,7 +255,9 @@ def test_print_commands_prints_one_line_per_run_and_runs_nothing(
     lines = out.splitlines()
     assert len(lines) == 2 * 2 * 3
     first = shlex.split(lines[0])
-    assert first[1:4] == [script, "--config", config_path]
+    assert first[0] == "python"
+    assert os.path.abspath(first[1]) == script  # relative when under the cwd
+    assert first[2:4] == ["--config", config_path]
     assert "--config.model.se.blocks=(1,2,3)" in first
     assert first[-2:] == ["--config.seed=0", "--config.num_epochs=5"]
     assert not work.exists() and call_count(calls) == 0
