@@ -448,7 +448,7 @@ def _signed_pct(x: float) -> str:
 def markdown_table(rows: list[Row]) -> str:
     """Accuracies in percent; the CSV keeps the fractions results.json holds."""
     has_base = any(r.diff is not None for r in rows)
-    head = ["setting", "n", "mean %", "std", "95% CI"]
+    head = ["setting", "n", "mean %", "std (pp)", "95% CI"]
     if has_base:
         head += ["paired diff (pp)", "95% CI of diff", "pairs"]
     head.append("missing seeds")
@@ -511,7 +511,10 @@ def plot(rows: list[Row], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [setting_label(r.setting) for r in rows]
+    labels = [
+        f"{setting_label(r.setting)}{' (baseline)' if r.is_baseline else ''} n={r.accuracy.n}"
+        for r in rows
+    ]
     means = [100 * r.accuracy.mean for r in rows]
     errs = [
         0.0 if math.isnan(r.accuracy.std) else 100 * (r.accuracy.high - r.accuracy.mean)
@@ -521,6 +524,7 @@ def plot(rows: list[Row], path: str) -> None:
     colors = ["tab:orange" if r.is_baseline else "tab:blue" for r in rows]
     for i, (m, e, c) in enumerate(zip(means, errs, colors)):
         ax.errorbar(i, m, yerr=e, fmt="o", color=c, capsize=5)
+    ax.set_xlim(-0.5, len(rows) - 0.5)
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy, % (mean and 95% t interval)")

@@ -353,6 +353,32 @@ def test_an_interrupted_sweep_continues_where_it_stopped(config_path, tmp_path, 
     assert calls[3] == calls[2]  # the same command: train.py resumes its checkpoint
 
 
+def test_summarize_only_reads_what_is_there(config_path, tmp_path, capsys):
+    """--summarize: for runs done elsewhere (e.g. from --print-commands on a cluster)."""
+    work = tmp_path / "w"
+    done = work / "model.se.squeeze=max" / "seed=1"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text('{"test_accuracy": 0.25}')
+
+    def no_run(*_):
+        raise AssertionError("--summarize ran something")
+
+    code, out, _ = run_main(
+        capsys,
+        "--config", config_path,
+        "--set", "model.se.squeeze=avg,max",
+        "--seeds", "0,1",
+        "--workdir", str(work),
+        "--train-script", __file__,
+        "--summarize",
+        run_fn=no_run,
+    )  # fmt: skip
+    assert code == 0
+    assert "| model.se.squeeze=avg | 0 | n/a |" in out
+    assert "| model.se.squeeze=max | 1 | 25.00 | n/a | n/a | 0 |" in out
+    assert (work / "summary.md").exists()
+
+
 @pytest.mark.parametrize(
     "sets, extra, message",
     [
