@@ -24,6 +24,8 @@ from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 STATE_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng")
+# The metric that picks the best checkpoint (kept beside the latest ones).
+BEST_METRIC = "test_accuracy"
 
 log = logging.getLogger("senet_jax")
 
@@ -98,7 +100,7 @@ class CheckpointManager:
                 [
                     policies.LatestN(n=config.keep_checkpoints),
                     policies.BestN(
-                        get_metric_fn=lambda m: m["test_accuracy"],
+                        get_metric_fn=lambda m: m[BEST_METRIC],
                         n=1,
                         keep_checkpoints_without_metrics=False,
                     ),
@@ -120,6 +122,18 @@ class CheckpointManager:
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
+
+    def best_step(self) -> int | None:
+        """The step with the highest BEST_METRIC among readable checkpoints that recorded it."""
+        best = None
+        for step in self.all_steps():
+            try:
+                value = (self._read_record(step).get("metrics") or {}).get(BEST_METRIC)
+            except Exception:  # unreadable: restore reports it
+                continue
+            if value is not None and (best is None or value > best[1]):
+                best = (step, value)
+        return None if best is None else best[0]
 
     def reached_preemption(self, step: int) -> bool:
         return self._manager.reached_preemption(step)
@@ -206,6 +220,7 @@ class CheckpointManager:
             "digest": _digest(host),
             "param_shapes": _shapes(host["params"]),
             "opt_state_shapes": _shapes(host["opt_state"]),
+            "metrics": metrics,
         }
         self._manager.save(
             step,

@@ -180,6 +180,9 @@ def test_best_by_test_accuracy_is_kept_alongside_the_latest(tmp_path):
     accuracy = {1: 0.1, 2: 0.9, 3: 0.2, 4: 0.3, 5: 0.4, 6: None}
     metrics = {s: {"test_accuracy": a} for s, a in accuracy.items() if a is not None}
     save_steps(tmp_path, list(accuracy), metrics=metrics)
+    manager = CheckpointManager(str(tmp_path), make_config(), read_only=True)
+    assert manager.best_step() == 2
+    manager.close()
     assert sorted(int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()) == [2, 5, 6]
 
 

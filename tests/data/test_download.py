@@ -13,8 +13,8 @@ import threading
 
 import pytest
 
-from senet_jax import stl10_format
 from senet_jax.data import download as dl
+from senet_jax.data import stl10_format
 
 NAME = "stl10_binary.tar.gz"
 
