@@ -78,10 +78,8 @@ def main(argv):
 
     reuse_freed_host_memory()  # before any backend starts: see senet_jax/host_memory.py
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
     tf.config.set_visible_devices([], "GPU")  # TensorFlow only feeds data; the accelerator is JAX's
-    tfds.disable_progress_bar()
     if FLAGS.coordinator_address:
         if jax.config.jax_platforms in (None, "", "cpu") or jax.config.jax_platforms.startswith(
             "cpu"
@@ -94,6 +92,8 @@ def main(argv):
     from senet_jax import trainer
     from senet_jax.checkpointing import IncompatibleCheckpointError
     from senet_jax.data import DatasetUnavailableError, Stl10ArchiveError
+    from senet_jax.data.download import DownloadError
+    from senet_jax.data.folder import FolderDatasetError
 
     try:
         trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -102,6 +102,8 @@ def main(argv):
         IncompatibleCheckpointError,
         DatasetUnavailableError,
         Stl10ArchiveError,
+        DownloadError,
+        FolderDatasetError,
         trainer.TrainingDivergedError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)

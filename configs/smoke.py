@@ -20,8 +20,8 @@ def get_config():
     c.model.stem_strides = 2
     c.model.dropout_rate = 0.0
     c.data.synthetic_stl10 = (480, 160)  # an STL10-layout archive of this size, in the workdir
+    c.data.validation_examples = 80
     c.data.image_size = 32
-    c.data.crop_padding = 4
     c.data.cutout_size = 0
     c.optim.learning_rate = 0.05
     c.optim.warmup_epochs = 1

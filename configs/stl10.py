@@ -28,6 +28,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from senet_jax.data import download
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -54,16 +56,24 @@ def get_config() -> ml_collections.ConfigDict:
     # Typed placeholders (None until set), so --config.data.data_dir=... works on the command line.
     c.data.data_dir = placeholder(str)  # tfds data_dir, local or gs://
     c.data.stl10_archive = placeholder(str)  # stl10_binary.tar.gz or the folder holding it
+    c.data.stl10_url = download.STL10_URL  # or a mirror (then set its stl10_sha256)
+    c.data.stl10_sha256 = download.STL10_SHA256  # the official archive's, as tfds registers it
+    # Held out of the training split, stratified (50 per class), fixed: periodic evaluation
+    # and the best checkpoint use it; 0 trains on all 5,000 and keeps the latest checkpoint.
+    c.data.validation_examples = 500
     c.data.synthetic_stl10 = placeholder(tuple)  # (train, test): generate an STL10-layout archive
     c.data.train_split = "train"
     c.data.eval_split = "test"
     c.data.image_size = 96
     c.data.crop = "pad_crop"  # "pad_crop", "random_resized_crop" or "none"
-    c.data.crop_padding = 12
+    c.data.crop_padding = 0.125  # of the image side: 12 px at 96
     c.data.flip = True
-    c.data.cutout_size = 32  # 0 disables cutout
-    c.data.mean = (0.4467, 0.4398, 0.4066)  # STL10 per-channel mean, in [0, 1] units
-    c.data.std = (0.2603, 0.2566, 0.2713)  # STL10 per-channel std
+    c.data.cutout_size = 1 / 3  # of the image side: 32 px at 96; 0 disables cutout
+    # Per-channel, in [0, 1] units. Left unset they are computed exactly from the training
+    # split once and cached beside the prepared data; STL10's train split gives
+    # mean (0.4467, 0.4398, 0.4066), std (0.2603, 0.2566, 0.2713).
+    c.data.mean = placeholder(tuple)
+    c.data.std = placeholder(tuple)
     c.data.cache = True
 
     # senet_jax.optim: optax chain and schedule.

@@ -24,8 +24,9 @@ from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 STATE_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng")
-# The metric that picks the best checkpoint (kept beside the latest ones).
-BEST_METRIC = "test_accuracy"
+# The metric that picks the best checkpoint (kept beside the latest ones): model selection
+# on the validation holdout, never on the test split.
+BEST_METRIC = "validation_accuracy"
 
 log = logging.getLogger("senet_jax")
 
@@ -96,16 +97,15 @@ class CheckpointManager:
                 read_only=True, create=False, cleanup_tmp_directories=False
             )
         else:
-            keep = policies.AnyPreservationPolicy(
-                [
-                    policies.LatestN(n=config.keep_checkpoints),
-                    policies.BestN(
-                        get_metric_fn=lambda m: m[BEST_METRIC],
-                        n=1,
-                        keep_checkpoints_without_metrics=False,
-                    ),
-                ]
-            )
+            keep = [policies.LatestN(n=config.keep_checkpoints)]
+            if config.data.get("validation_examples"):  # without a holdout: the latest only
+                best = policies.BestN(
+                    get_metric_fn=lambda m: m[BEST_METRIC],
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                )
+                keep.append(best)
+            keep = policies.AnyPreservationPolicy(keep)
             options = ocp.CheckpointManagerOptions(
                 preservation_policy=keep,
                 create=True,
@@ -230,6 +230,18 @@ class CheckpointManager:
             metrics=metrics,
             force=True,
         )
+
+    def restore_step(self, step: int, state):
+        """The state saved at `step` (checked against its digest), in `state`'s structure."""
+        template = {f: jax.device_get(getattr(state, f)) for f in STATE_FIELDS}
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template))
+        )["state"]
+        if _digest(restored) != self._read_record(step).get("digest"):
+            raise IncompatibleCheckpointError(
+                f"checkpoint {step} in {self.directory} no longer matches its digest"
+            )
+        return state.replace(**restored)
 
     def restore_latest(self, state):
         """The newest checkpoint that is complete and intact, else `state` unchanged.

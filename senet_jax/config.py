@@ -232,16 +232,37 @@ def _validate_data(config) -> None:
     data = config.data
     _check_choice(config, "data.crop", CROPS)
     _check_positive(config, "data.image_size", int)
-    if data.crop == "pad_crop" and data.crop_padding < 0:
-        _fail("data.crop_padding", f"must be >= 0, got {data.crop_padding!r}")
-    if not 0 <= data.cutout_size <= data.image_size:
-        _fail(
-            "data.cutout_size",
-            f"must be in [0, data.image_size={data.image_size}], got {data.cutout_size!r}",
-        )
-    if len(data.mean) != 3 or len(data.std) != 3 or min(data.std) <= 0:
-        _fail("data.mean", "data.mean and data.std must each hold 3 values, std all positive")
+    _validate_fraction_of_side(config, "data.crop_padding", below=1.0)
+    _validate_fraction_of_side(config, "data.cutout_size", below=0.5, inclusive=True)
+    for field in ("mean", "std"):
+        value = data[field]
+        if value is not None and (len(value) != 3 or min(value) < 0):
+            _fail(f"data.{field}", f"must hold 3 per-channel values in [0, 1] units, got {value!r}")
+    if data.std is not None and min(data.std) <= 0:
+        _fail("data.std", f"must be positive, got {tuple(data.std)!r}")
+    if (data.mean is None) != (data.std is None):
+        _fail("data.mean", "set data.mean and data.std together, or leave both unset (computed)")
+    held_out = data.get("validation_examples", 0)
+    if isinstance(held_out, bool) or not isinstance(held_out, int) or held_out < 0:
+        _fail("data.validation_examples", f"must be a whole number >= 0, got {held_out!r}")
     _validate_data_source(config)
+
+
+def _validate_fraction_of_side(config, field: str, *, below: float, inclusive=False) -> None:
+    """Crop padding and cutout are fractions of the image side, so they scale with it."""
+    value, size = _get(config, field), config.data.image_size
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and 0 <= value and (value <= below if inclusive else value < below):
+        return
+    bounds = f"[0, {below:g}{']' if inclusive else ')'}"
+    hint, example = "", below / 2
+    if number and value >= 1:  # a length in pixels, as configs before fractions had it
+        hint, example = f" ({value:g} px of {size} is {value / size:.4g})", value / size
+    _fail(
+        field,
+        f"is a fraction of the image side in {bounds}, got {value!r}{hint}; "
+        f"e.g. --config.{field}={example:.4g}",
+    )
 
 
 def _validate_data_source(config) -> None:
@@ -260,11 +281,16 @@ def _validate_data_source(config) -> None:
             )
     import tensorflow_datasets as tfds
 
-    if data.dataset not in tfds.list_builders(with_community_datasets=False):
+    from senet_jax.data import folder
+
+    if folder.parse_folder_dataset(data.dataset) is not None:
+        pass  # its folder is checked when the dataset is read, naming each problem
+    elif data.dataset not in tfds.list_builders(with_community_datasets=False):
         _fail(
             "data.dataset",
             f"{data.dataset!r} is not a tensorflow_datasets builder; use e.g. "
-            "--config.data.dataset=stl10 (tfds.list_builders() lists them)",
+            "--config.data.dataset=stl10 (tfds.list_builders() lists them), or "
+            "folder:/path for your own images",
         )
     archive = data.stl10_archive
     if archive and data.dataset != "stl10":

@@ -363,12 +363,16 @@ def plot_learning_curves(history, path) -> None:
         keys = (
             [("learning_rate", "learning rate")]
             if metric is None
-            else [(f"train_{metric}", "train"), (f"test_{metric}", "test")]
+            else [
+                (f"train_{metric}", "train"),
+                (f"validation_{metric}", "validation"),
+                (f"test_{metric}", "test"),
+            ]
         )
         for key, label in keys:
             steps, values = _series(history, key)
             if steps:
-                marker = "o" if key.startswith("test_") else None
+                marker = None if key.startswith("train_") else "o"
                 ax.plot(steps, values, label=label, marker=marker, markersize=3)
         ax.set_title(title)
         ax.set_xlabel("step")

@@ -49,8 +49,8 @@ def pmapped_steps(config):
     return p_train, p_eval
 
 
-def evaluate(p_eval, state, config, split: str | None = None) -> dict[str, Any]:
-    """Exact metrics over every example of the split (default: `config.data.eval_split`)."""
+def evaluate(p_eval, state, config, split: str) -> dict[str, Any]:
+    """Exact metrics over every example of `split` ("validation": the training holdout)."""
     totals = None
     batches = data.eval_batches(config.data, batch_size=config.batch_size, split=split)
     for batch in batches:
@@ -58,9 +58,9 @@ def evaluate(p_eval, state, config, split: str | None = None) -> dict[str, Any]:
         totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
     count = int(totals["count"])
     return {
-        "test_accuracy": float(totals["correct"] / count),
-        "test_loss": float(totals["loss_sum"] / count),
-        "test_examples": count,
+        "accuracy": float(totals["correct"] / count),
+        "loss": float(totals["loss_sum"] / count),
+        "examples": count,
         "confusion": totals["confusion"].round().astype(np.int64),
     }
 
@@ -215,6 +215,12 @@ class Run:
     history: list
     is_main: bool
 
+    @property
+    def selection_split(self) -> str:
+        """Where periodic evaluation (and best-checkpoint selection) looks: never the test
+        split, unless there is no validation holdout (then nothing is selected)."""
+        return data.streams.VALIDATION if self.info.num_validation_examples else "test"
+
 
 def train_and_evaluate(config, workdir: str, *, after_step=None) -> dict[str, Any]:
     """Trains, evaluates and checkpoints; rerunning with the same workdir resumes.
@@ -256,8 +262,14 @@ def _prepare_data(config, workdir: str):
         )
         _sync("synthetic_data")
     info = data.get_dataset_info(config.data) if is_main else None
+    mean_std = data.streams.statistics(config.data) if is_main else None
     _sync("dataset_prepared")
-    return config, info or data.get_dataset_info(config.data)
+    info = info or data.get_dataset_info(config.data)
+    mean, std = mean_std or data.streams.statistics(config.data)  # cached by process 0
+    if config.data.mean is None:
+        config = config.copy_and_resolve_references()
+        config.data.mean, config.data.std = tuple(mean), tuple(std)
+    return config, info
 
 
 def _set_up(config, workdir: str) -> Run:
@@ -309,7 +321,6 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
         progress = reporting.Progress(run.total_steps, step, log_every_steps=config.log_every_steps)
     chrono, metrics = Chrono(step, config.batch_size), StepMetrics()
     saver = CheckpointSaver(run.manager, metrics, run.workdir, run.history, run.is_main)
-    last_eval = None
     while step < run.total_steps:
         state, step_metrics = p_train(state, next(batches))
         step += 1
@@ -329,11 +340,9 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
             saver.check_finite(config.optim.learning_rate)
             _log_train(run, writer, progress, step, metrics.mean(), chrono.images_per_second)
         with chrono.paused():
-            if is_eval:
-                last_eval = _evaluate_and_log(run, writer, p_eval, state, step)
+            record = _evaluate_and_log(run, writer, p_eval, state, step) if is_eval else None
             if is_ckpt or stop:
-                best = {"test_accuracy": last_eval["test_accuracy"]} if is_eval else None
-                saver.save(step, state, best, final=stop or is_last)
+                saver.save(step, state, record, final=stop or is_last)
         if stop and not is_last:
             run.manager.wait_until_finished()
             writer.flush()
@@ -341,9 +350,7 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
             return {"preempted": True, "step": step}
     if progress:
         progress.close()
-    if last_eval is None:  # resumed after the final step: evaluate what was restored
-        last_eval = evaluate(p_eval, state, config)
-    return _finish(run, writer, state, last_eval, chrono.images_per_second)
+    return _finish(run, writer, p_eval, state, chrono.images_per_second)
 
 
 def _log_train(run: Run, writer, progress, step: int, train: dict, images_per_second: float):
@@ -367,27 +374,37 @@ def _log_train(run: Run, writer, progress, step: int, train: dict, images_per_se
     run.history.append({"step": step, **{k: scalars[k] for k in keys}})
 
 
-def _evaluate_and_log(run: Run, writer, p_eval, state, step: int) -> dict[str, Any]:
-    result = evaluate(p_eval, state, run.config)
-    scalars = {k: result[k] for k in ("test_loss", "test_accuracy")}
+def _evaluate_and_log(run: Run, writer, p_eval, state, step: int) -> dict[str, float]:
+    split = run.selection_split
+    result = evaluate(p_eval, state, run.config, split)
+    scalars = {f"{split}_loss": result["loss"], f"{split}_accuracy": result["accuracy"]}
     writer.write_scalars(step, scalars)
     run.history.append({"step": step, **scalars})
     log.info(
-        "step %d: test accuracy %.4f, test loss %.4f over %d examples",
+        "step %d: %s accuracy %.4f, %s loss %.4f over %d examples",
         step,
-        result["test_accuracy"],
-        result["test_loss"],
-        result["test_examples"],
+        split,
+        result["accuracy"],
+        split,
+        result["loss"],
+        result["examples"],
     )
-    return result
+    return {f"{split}_accuracy": result["accuracy"]}  # what the checkpoint records
 
 
-def _finish(run: Run, writer, state, last_eval, images_per_second: float) -> dict[str, Any]:
+def _finish(run: Run, writer, p_eval, state, images_per_second) -> dict[str, Any]:
+    """The test split, evaluated once at the end: on the final state and, with a validation
+    holdout, on the checkpoint that was best on it."""
     run.manager.wait_until_finished()
     config = run.config
+    test = evaluate(p_eval, state, config, "test")
+    log.info("test accuracy %.4f over %d examples", test["accuracy"], test["examples"])
     params = jax_utils.unreplicate(state).params
     results = {
-        **{k: last_eval[k] for k in ("test_accuracy", "test_loss", "test_examples")},
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "test_examples": test["examples"],
+        **_at_best_validation(run, p_eval, state, test),
         "train_steps": run.total_steps,
         "epochs": config.num_epochs,
         "images_per_second": images_per_second or None,
@@ -400,15 +417,11 @@ def _finish(run: Run, writer, state, last_eval, images_per_second: float) -> dic
         "processes": jax.process_count(),
         "backend": jax.default_backend(),
     }
-    tests = [h for h in run.history if "test_accuracy" in h]
-    if tests:
-        best = max(tests, key=lambda h: h["test_accuracy"])
-        results.update(best_test_accuracy=best["test_accuracy"], best_step=best["step"])
     if run.is_main:
         reporting.write_results(
             run.workdir,
             results,
-            confusion=last_eval["confusion"],
+            confusion=test["confusion"],
             class_names=run.info.class_names,
             history=run.history,
         )
@@ -416,6 +429,25 @@ def _finish(run: Run, writer, state, last_eval, images_per_second: float) -> dic
     writer.close()
     run.manager.close()
     return results
+
+
+def _at_best_validation(run: Run, p_eval, state, final_test) -> dict[str, Any]:
+    """Test accuracy of the best-on-validation checkpoint, and the validation figures."""
+    step = run.manager.best_step() if run.info.num_validation_examples else None
+    if step is None:
+        return {}
+    test, best_state = final_test, state
+    if step != run.total_steps:
+        best_state = jax_utils.replicate(run.manager.restore_step(step, run.state))
+        test = evaluate(p_eval, best_state, run.config, "test")
+    validation = evaluate(p_eval, best_state, run.config, data.streams.VALIDATION)
+    log.info("best validation accuracy %.4f at step %d", validation["accuracy"], step)
+    return {
+        "test_accuracy_at_best_validation": test["accuracy"],
+        "best_validation_accuracy": validation["accuracy"],
+        "best_validation_step": step,
+        "validation_examples": validation["examples"],
+    }
 
 
 def write_config(workdir: str, config, info: data.DatasetInfo) -> None:

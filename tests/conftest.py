@@ -42,6 +42,7 @@ def stl10_prepared(tmp_path_factory):
     config = stl10.get_config()
     config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
     config.data.stl10_archive = archive
+    config.data.validation_examples = 0
     sources.get_dataset_info(config.data)
     train_x, train_y = stl10_format.make_split("train", STL10_TRAIN, seed=0)
     test_x, test_y = stl10_format.make_split("test", STL10_TEST, seed=0)

@@ -176,9 +176,9 @@ def test_read_only_manager_creates_nothing(tmp_path):
     assert not os.path.exists(workdir)
 
 
-def test_best_by_test_accuracy_is_kept_alongside_the_latest(tmp_path):
+def test_best_on_validation_is_kept_alongside_the_latest(tmp_path):
     accuracy = {1: 0.1, 2: 0.9, 3: 0.2, 4: 0.3, 5: 0.4, 6: None}
-    metrics = {s: {"test_accuracy": a} for s, a in accuracy.items() if a is not None}
+    metrics = {s: {"validation_accuracy": a} for s, a in accuracy.items() if a is not None}
     save_steps(tmp_path, list(accuracy), metrics=metrics)
     manager = CheckpointManager(str(tmp_path), make_config(), read_only=True)
     assert manager.best_step() == 2
@@ -230,3 +230,9 @@ def test_record_without_model_settings_is_refused_in_one_line(tmp_path):
     manager.close()
     assert "\n" not in str(e.value)
     assert os.path.isdir(tmp_path / "checkpoints" / "1")
+
+
+def test_without_a_validation_holdout_only_the_latest_are_kept(tmp_path):
+    metrics = {1: {"test_accuracy": 0.9}, 2: {"test_accuracy": 0.1}, 3: {"test_accuracy": 0.2}}
+    save_steps(tmp_path, [1, 2, 3], config=make_config(validation_examples=0), metrics=metrics)
+    assert sorted(int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()) == [2, 3]

@@ -20,6 +20,10 @@ def test_end_to_end_leaves_results_checkpoints_and_summaries(reference_run):
     with open(os.path.join(reference_run, "results.json")) as f:
         results = json.load(f)
     assert results["test_examples"] == 40  # every test image, exactly once
+    assert results["validation_examples"] == 20  # held out of the 84 training images
+    assert 0.0 <= results["test_accuracy_at_best_validation"] <= 1.0
+    assert results["best_validation_step"] in checkpoint_steps(reference_run)
+    assert not [k for k in results if "best_test" in k]  # no selection on the test split
     assert results["train_steps"] == TINY_STEPS and results["epochs"] == 4
     assert results["model"] == "se_mobilenet_v1" and results["params"] > 0
     assert results["devices"] == 8 and results["images_per_second"] > 0
@@ -75,3 +79,36 @@ def test_learnable_data_loss_falls_and_accuracy_beats_chance(compile_cache, tmp_
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
     assert results["test_examples"] == 100
     assert results["test_accuracy"] >= 0.3, results["test_accuracy"]  # chance is 0.1
+
+
+def test_stl10_is_fetched_from_its_url_prepared_and_trained(
+    compile_cache, tmp_path, stl10_prepared
+):
+    """The one command on a connected machine: download (from a local mirror here), prepare
+    through the real tfds builder, train, report test accuracy at the best validation step."""
+    import hashlib
+
+    from archive_server import Server
+
+    with open(stl10_prepared.archive, "rb") as f:
+        archive = f.read()
+    server = Server(archive)
+    try:
+        workdir, data_dir = str(tmp_path / "run"), str(tmp_path / "tfds")
+        proc = run_train(
+            workdir,
+            compile_cache,
+            config="configs/stl10.py",
+            data_dir=data_dir,
+            stl10_url=server.url,
+            stl10_sha256=hashlib.sha256(archive).hexdigest(),
+            synthetic_stl10=None,
+            **{"model.width_multiplier": 0.25, "model.stem_strides": 2, "image_size": 32},
+        )
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "downloaded" in proc.stderr  # progress lines: stderr is not a terminal here
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    assert results["test_examples"] == 44 and "test_accuracy_at_best_validation" in results

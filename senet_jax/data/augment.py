@@ -63,15 +63,29 @@ def example_uniforms(tf, aug_key: int, epoch, example_ids, count: int = 9):
     return _uniforms(tf, epoch_key, example_ids, count)
 
 
-def augmenter(tf, data):
+def pixels(fraction: float, size: int) -> int:
+    """A length given as a fraction of the image side, in whole pixels at that side."""
+    return int(round(float(fraction) * size))
+
+
+def crop_pad_pixels(data) -> int:
+    """The pad-and-crop margin: `crop_padding` of the image side (0 unless cropping so)."""
+    if data.crop != "pad_crop":
+        return 0
+    return pixels(data.crop_padding, int(data.image_size))
+
+
+def augmenter(tf, data, mean, std):
     """XLA-compiled (uint8 images [B, S+2p, S+2p, 3], uniforms [B, 9]) -> float32 [B, S, S, 3].
 
     Uniform columns: 0-1 crop offset, 2 flip, 3-6 resized-crop box, 7-8 cutout centre.
-    For pad_crop the cached images are already padded by `crop_padding`.
+    For pad_crop the cached images are already padded by `crop_pad_pixels(data)`. Crop
+    padding and cutout are fractions of the image side, so they keep their proportion when
+    only `image_size` changes. `mean`/`std` are per-channel, in [0, 1] units.
     """
-    size, crop, flip, cut = int(data.image_size), data.crop, bool(data.flip), int(data.cutout_size)
-    pad = int(data.crop_padding) if crop == "pad_crop" else 0
-    mean, scale = _normalisation(data)
+    size, crop, flip = int(data.image_size), data.crop, bool(data.flip)
+    cut, pad = pixels(data.cutout_size, size), crop_pad_pixels(data)
+    mean, scale = _normalisation(mean, std)
 
     @tf.function(jit_compile=True, autograph=False)
     def augment(images, uniforms):
@@ -128,16 +142,16 @@ def _cutout(tf, x, uniforms, size: int, cut: int):
     return tf.where((in_y[:, :, None] & in_x[:, None, :])[..., None], 0.0, x)
 
 
-def normaliser(tf, data):
+def normaliser(tf, mean, std):
     """XLA-compiled uint8 [B, S, S, 3] -> (x/255 - mean) / std, float32."""
-    mean, scale = _normalisation(data)
+    mean, scale = _normalisation(mean, std)
     return tf.function(
         lambda x: (tf.cast(x, tf.float32) - mean) * scale, jit_compile=True, autograph=False
     )
 
 
-def _normalisation(data):
+def _normalisation(mean, std):
     """Mean and 1/std in 0..255 pixel units (config.validate checks their shape and sign)."""
-    mean = np.asarray(data.mean, np.float32) * 255.0
-    std = np.asarray(data.std, np.float32) * 255.0
+    mean = np.asarray(mean, np.float32) * 255.0
+    std = np.asarray(std, np.float32) * 255.0
     return mean, (1.0 / std).astype(np.float32)

@@ -1,9 +1,14 @@
-"""Where the images come from: a tfds builder, prepared once (offline from a local STL10
-archive when `config.data.stl10_archive` is set), described by a DatasetInfo.
+"""Where the images come from: a tfds builder, prepared once, described by a DatasetInfo.
 
-Offline STL10 hands the official archive (or its extracted folder) to the real tfds STL10
-builder through a download manager that never touches the network, so the prepared
-records are exactly what tfds would have written after a download.
+- tfds datasets are prepared by tfds into `config.data.data_dir`.
+- STL10 is prepared from the official archive: `config.data.stl10_archive` when given, else
+  downloaded from `config.data.stl10_url` (resumable, checksum-checked). The archive is
+  handed to the real tfds STL10 builder through a download manager that never touches the
+  network, so the prepared records are exactly what tfds writes after its own download.
+- `config.data.dataset="folder:/path"`: the user's own train/<class>/ and test/<class>/
+  images through tfds's ImageFolder.
+- `config.data.mean`/`std` left unset are computed exactly from the training split once
+  and stored beside the prepared data (senet_jax/data/statistics.py).
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import functools
 import os
 import shutil
 import socket
+import threading
 import urllib.parse
 
 import numpy as np
 
-from senet_jax.data import stl10_format
+from senet_jax.data import download, folder, statistics, stl10_format
 
 
 class DatasetUnavailableError(ValueError):
@@ -32,8 +38,9 @@ class Stl10ArchiveError(ValueError):
 class DatasetInfo:
     num_classes: int
     class_names: tuple
-    num_train_examples: int
-    num_eval_examples: int
+    num_train_examples: int  # what training sees: the train split less the validation holdout
+    num_eval_examples: int  # the test (eval) split
+    num_validation_examples: int = 0
 
 
 @functools.cache
@@ -225,22 +232,35 @@ def _unavailable(data, reason: str) -> DatasetUnavailableError:
 
 
 def _can_reach(urls, timeout: float = 3.0) -> bool:
-    """One quick TCP connect to the first download host, so offline machines fail in seconds."""
-    for url in urls:
-        parts = urllib.parse.urlparse(url)
-        if not parts.hostname:
-            continue
+    """One quick TCP connect to the first download host, so offline machines fail in seconds.
+
+    Run in a thread with a deadline: name resolution ignores socket timeouts and can hang for
+    tens of seconds on a machine without DNS.
+    """
+    url = next((u for u in urls if urllib.parse.urlparse(u).hostname), None)
+    if url is None:
+        return False
+    parts = urllib.parse.urlparse(url)
+    address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    reached = []
+
+    def connect():
         try:
-            with socket.create_connection(
-                (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout
-            ):
-                return True
+            socket.create_connection(address, timeout).close()
+            reached.append(True)
         except OSError:
-            return False
-    return False
+            pass
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(reached)
 
 
 def _builder(data):
+    path = folder.parse_folder_dataset(data.dataset)
+    if path is not None:
+        return folder.image_folder_builder(path)
     tfds = load_tfds()
     try:
         return tfds.builder(data.dataset, data_dir=data.data_dir)
@@ -251,38 +271,16 @@ def _builder(data):
 
 
 def prepared_builder(data):
-    """The tfds builder for config.data.dataset, prepared (from the local archive when given)."""
+    """The builder for config.data.dataset, prepared if it is not yet (see the module doc)."""
     if data.get("synthetic_stl10") and not data.data_dir:
         raise ValueError(
-            "config.data.synthetic_stl10 is set but config.data.data_dir is None: generated images "
-            "would be "
-            "prepared as 'stl10' in the default tfds folder and later stand in for the real STL10; "
-            "set config.data.data_dir to a scratch folder (e.g. WORKDIR/tfds)"
+            "config.data.synthetic_stl10 is set but config.data.data_dir is None: generated "
+            "images would be prepared as 'stl10' in the default tfds folder and later stand in "
+            "for the real STL10; set config.data.data_dir to a scratch folder (e.g. WORKDIR/tfds)"
         )
     builder = _builder(data)
-    archive = data.get("stl10_archive")
-    if not builder.is_prepared():
-        if archive:
-            if builder.name != "stl10":
-                raise ValueError(
-                    f"config.data.stl10_archive is set but config.data.dataset={data.dataset!r}; "
-                    "the archive "
-                    "only prepares 'stl10': set config.data.dataset='stl10' or "
-                    "config.data.stl10_archive=None"
-                )
-            _prepare_stl10_offline(builder, archive)
-        elif builder.name == "stl10":
-            raise _unavailable(
-                data, "config.data.stl10_archive is not set (downloading 2.5 GB is not attempted)"
-            )
-        else:
-            urls = list(getattr(builder, "url_infos", None) or {})
-            if urls and not _can_reach(urls):
-                raise _unavailable(data, f"its download host ({urls[0]}) cannot be reached")
-            try:
-                builder.download_and_prepare()
-            except Exception as e:
-                raise _unavailable(data, f"preparing it failed ({type(e).__name__}: {e})") from None
+    if folder.parse_folder_dataset(data.dataset) is None and not builder.is_prepared():
+        _prepare(builder, data)
         builder = _builder(data)  # re-read the prepared dataset_info
     features = builder.info.features
     if (
@@ -297,6 +295,44 @@ def prepared_builder(data):
     return builder
 
 
+def _prepare(builder, data) -> None:
+    archive = data.get("stl10_archive")
+    if archive:
+        if builder.name != "stl10":
+            raise ValueError(
+                f"config.data.stl10_archive is set but config.data.dataset={data.dataset!r}; "
+                "the archive only prepares 'stl10': set config.data.dataset='stl10' or "
+                "config.data.stl10_archive=None"
+            )
+        _prepare_stl10_offline(builder, archive)
+    elif builder.name == "stl10":
+        _download_and_prepare_stl10(builder, data)
+    else:
+        urls = list(getattr(builder, "url_infos", None) or {})
+        if urls and not _can_reach(urls):
+            raise _unavailable(data, f"its download host ({urls[0]}) cannot be reached")
+        try:
+            builder.download_and_prepare()
+        except Exception as e:
+            raise _unavailable(data, f"preparing it failed ({type(e).__name__}: {e})") from None
+
+
+def _download_and_prepare_stl10(builder, data) -> None:
+    """Fetches the official archive (resumable, checksum-checked), then prepares from it.
+
+    The archive goes to DATA_DIR/downloads/ and is removed once the dataset is prepared;
+    an interrupted download resumes from its .partial file on the next run.
+    """
+    url = data.get("stl10_url") or download.STL10_URL
+    if not _can_reach([url]):
+        raise _unavailable(data, f"the STL10 download host ({url}) cannot be reached")
+    root = os.fspath(builder.data_dir_root)
+    archive = os.path.join(root, "downloads", "stl10_binary.tar.gz")
+    download.download(url, archive, sha256=data.get("stl10_sha256"))
+    _prepare_stl10_offline(builder, archive)
+    os.remove(archive)
+
+
 def num_examples(builder, split, field: str) -> int:
     try:
         return int(builder.info.splits[split].num_examples)
@@ -308,15 +344,49 @@ def num_examples(builder, split, field: str) -> int:
 
 
 def get_dataset_info(data) -> DatasetInfo:
-    """Prepares the dataset if needed (offline from data.stl10_archive), then describes it."""
+    """Prepares the dataset if needed, then describes it (training excludes the holdout)."""
     builder = prepared_builder(data)
     label = builder.info.features["label"]
+    train = num_examples(builder, data.train_split, "train_split")
+    held_out = int(data.get("validation_examples") or 0)
+    if held_out >= train:
+        raise ValueError(
+            f"config.data.validation_examples={held_out} leaves nothing of the {train} examples "
+            f"of {data.train_split!r} to train on; use fewer (e.g. {train // 10})"
+        )
     return DatasetInfo(
         num_classes=int(label.num_classes),
         class_names=tuple(label.names),
-        num_train_examples=num_examples(builder, data.train_split, "train_split"),
+        num_train_examples=train - held_out,
         num_eval_examples=num_examples(builder, data.eval_split, "eval_split"),
+        num_validation_examples=held_out,
     )
+
+
+def channel_statistics(data, images_of_split) -> tuple[tuple, tuple]:
+    """(mean, std): config.data.mean/std when set, else exact over the training split, computed
+    once from `images_of_split()` (uint8 images) and cached beside the prepared data."""
+    if data.mean is not None and data.std is not None:
+        return tuple(data.mean), tuple(data.std)
+    builder = prepared_builder(data)
+    examples = num_examples(builder, data.train_split, "train_split")
+    return statistics.cached_statistics(
+        _statistics_path(builder, data),
+        lambda: statistics.channel_statistics(images_of_split(), return_examples=True),
+        examples=examples,
+    )
+
+
+def _statistics_path(builder, data) -> str:
+    """Beside the prepared tfds data; for an image folder (never written to), under data_dir."""
+    split = str(data.train_split).replace("/", "_")
+    name = f"senet_jax_statistics_{split}.json"
+    path = folder.parse_folder_dataset(data.dataset)
+    if path is None:
+        return os.path.join(os.fspath(builder.data_dir), name)
+    root = data.data_dir or os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+    tag = "".join(c if c.isalnum() else "_" for c in path.strip("/"))
+    return os.path.join(root, "senet_jax_folder_statistics", tag, name)
 
 
 def with_synthetic_stl10(data, workdir: str, *, seed: int, write: bool):

@@ -9,6 +9,9 @@
   run sees does not depend on how many processes share it. Evaluation is sharded by
   example (tfds.even_splits) and padded with a mask; every process yields
   `num_eval_steps` batches (pmap collectives need equal counts), so each example counts once.
+- Validation: `config.data.validation_examples` of the training split, stratified by class
+  and fixed (the same examples for every seed and host count), are held out of training and
+  form the split named "validation".
 - `config.data.cache=False` only stops keeping decoded splits between calls (for memory).
 """
 
@@ -87,6 +90,72 @@ def _load_arrays(data, builder, split_spec) -> tuple[np.ndarray, np.ndarray]:
     return arrays
 
 
+VALIDATION = "validation"
+_HOLDOUT_SEED = 20180705  # fixed: every run, seed and host count holds out the same examples
+
+
+def validation_indices(labels: np.ndarray, count: int) -> np.ndarray:
+    """`count` example indices, as equal a share of every class as it has, sorted.
+
+    Classes are taken in a fixed shuffled order for the remainder of count / classes, and
+    each class's examples in a fixed random order, so the holdout is stratified and fixed.
+    """
+    if count <= 0:
+        return np.zeros((0,), np.int64)
+    rng = np.random.default_rng(_HOLDOUT_SEED)
+    classes = rng.permutation(np.unique(labels))
+    members = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
+    quota = {c: count // len(classes) + (i < count % len(classes)) for i, c in enumerate(classes)}
+    chosen = [members[c][: quota[c]] for c in classes]
+    short = count - sum(len(x) for x in chosen)
+    if short:  # small classes: fill from the others' next examples, in the same fixed order
+        rest = np.concatenate([members[c][quota[c] :] for c in classes])
+        chosen.append(rest[:short])
+    return np.sort(np.concatenate(chosen))
+
+
+def _training_arrays(data, builder):
+    """The training split less the validation holdout, and the holdout itself."""
+    images, labels = _load_arrays(data, builder, data.train_split)
+    held_out = validation_indices(labels, int(data.get("validation_examples") or 0))
+    keep = np.ones(len(labels), bool)
+    keep[held_out] = False
+    return (images[keep], labels[keep]), (images[held_out], labels[held_out])
+
+
+def _eval_shard(data, builder, split: str, index: int, count: int):
+    """(images, labels) of this process's contiguous shard of `split`, and the split's size.
+
+    tfds splits are read sharded (tfds.even_splits); the validation holdout and image folders
+    (whose builder takes no sub-splits) are sliced in memory the same way.
+    """
+    if split == VALIDATION:
+        images, labels = _training_arrays(data, builder)[1]
+    elif count > 1 and sources.folder.parse_folder_dataset(data.dataset) is not None:
+        images, labels = _load_arrays(data, builder, split)
+    else:
+        total = sources.num_examples(builder, split, "eval_split")
+        return _load_arrays(data, builder, _shard_spec(split, index, count)), total
+    total = len(labels)
+    bounds = np.linspace(0, total, count + 1).round().astype(int)
+    shard = slice(bounds[index], bounds[index + 1])
+    return (images[shard], labels[shard]), total
+
+
+def statistics(data) -> tuple[tuple, tuple]:
+    """(mean, std) for normalisation: the config's, or exact over the training split (cached)."""
+
+    def images_of_split():
+        tf = sources.load_tf()
+        builder = sources.prepared_builder(data)
+        ds = builder.as_dataset(split=data.train_split, shuffle_files=False)
+        ds = ds.map(lambda e: e["image"], num_parallel_calls=tf.data.AUTOTUNE)
+        for image in ds.as_numpy_iterator():
+            yield image if image.shape[-1] == 3 else np.repeat(image, 3, axis=-1)
+
+    return sources.channel_statistics(data, images_of_split)
+
+
 def steps_per_epoch(batch_size: int, info: DatasetInfo) -> int:
     """Whole global batches per epoch; the remainder is dropped (a new random subset each epoch)."""
     return info.num_train_examples // int(batch_size)
@@ -123,15 +192,15 @@ def train_batches(
         batch_size, process_index, process_count, local_devices
     )
     builder = sources.prepared_builder(data)
-    images_np, labels_np = _load_arrays(data, builder, data.train_split)
+    images_np, labels_np = _training_arrays(data, builder)[0]
     epoch_steps = len(labels_np) // batch_size
     if epoch_steps < 1:
         raise ValueError(
             f"config.batch_size={batch_size} exceeds the {data.train_split!r} split "
             f"({len(labels_np)} examples); make it smaller"
         )
-    if data.crop == "pad_crop" and data.crop_padding > 0:
-        pad = int(data.crop_padding)  # pad once here rather than every batch
+    pad = augment.crop_pad_pixels(data)
+    if pad:  # pad once here rather than every batch
         images_np = np.pad(images_np, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
     orders = _epoch_orders(tf, len(labels_np), epoch_steps, batch_size, seed)
     make_batch = _batch_maker(tf, data, images_np, labels_np, seed, local_devices)
@@ -167,7 +236,7 @@ def _epoch_orders(tf, n: int, epoch_steps: int, batch_size: int, seed: int):
 def _batch_maker(tf, data, images_np, labels_np, seed: int, local_devices: int):
     """(epoch, indices) -> augmented [devices, per_device, S, S, 3] images and labels."""
     images, labels = tf.constant(images_np), tf.constant(labels_np)
-    augmenter = augment.augmenter(tf, data)
+    augmenter = augment.augmenter(tf, data, *statistics(data))
     aug_key = augment.key(seed, 2)
     size = int(data.image_size)
 
@@ -198,18 +267,20 @@ def eval_batches(
         batch_size, process_index, process_count, local_devices
     )
     builder = sources.prepared_builder(data)
-    total = sources.num_examples(builder, split, "eval_split")
-    images_np, labels_np = _load_arrays(data, builder, _shard_spec(split, index, count))
+    (images_np, labels_np), total = _eval_shard(data, builder, split, index, count)
     n = len(labels_np)
+    if n == 0:  # a process with an empty shard still yields masked batches (pmap needs them)
+        images_np = np.zeros((1, *images_np.shape[1:]), np.uint8)
+        labels_np = np.zeros((1,), np.int32)
     size = int(data.image_size)
     images, labels = tf.constant(images_np), tf.constant(labels_np)
-    normalise = augment.normaliser(tf, data)
+    normalise = augment.normaliser(tf, *statistics(data))
 
     @tf.autograph.experimental.do_not_convert
     def make_batch(step):
         idx = step * per_process + tf.range(per_process, dtype=tf.int64)
         mask = idx < n
-        safe = tf.minimum(idx, n - 1)
+        safe = tf.minimum(idx, max(n - 1, 0))
         x = normalise(tf.gather(images, safe))
         y = tf.where(mask, tf.gather(labels, safe), 0)
         shape = [local_devices, per_process // local_devices]

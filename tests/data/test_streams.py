@@ -178,7 +178,7 @@ def test_start_step_far_ahead_is_cheap(stl10_prepared):
 
 def test_augmentation_changes_images_and_cutout_blanks_a_square(stl10_prepared):
     base = take(plain(stl10_prepared), 1)[0]
-    cut = take(plain(stl10_prepared, cutout_size=8), 1)[0]
+    cut = take(plain(stl10_prepared, cutout_size=0.25), 1)[0]  # 8 px of 32
     np.testing.assert_array_equal(base["label"], cut["label"])
     zero = np.all(cut["image"] == 0.0, axis=-1).reshape(16, 32, 32)
     for z in zero:
@@ -237,3 +237,15 @@ def test_random_resized_crop_output(stl10_prepared):
     plain_batch = take(plain(stl10_prepared), 1)[0]
     np.testing.assert_array_equal(batch["label"], plain_batch["label"])
     assert not np.allclose(batch["image"], plain_batch["image"], atol=0.05)
+
+
+def test_crop_padding_and_cutout_keep_their_proportion_of_the_image(stl10_prepared):
+    """Only image_size changes: the same fractions give a twice-as-large square at 64 px."""
+    for size, side in ((32, 8), (64, 16)):
+        config = plain(stl10_prepared, image_size=size, cutout_size=0.25, batch_size=8)
+        batch = take(config, 1, local_devices=1)[0]
+        zero = np.all(batch["image"] == 0.0, axis=-1).reshape(8, size, size)
+        for z in zero:
+            rows, cols = np.nonzero(z)
+            assert rows.max() - rows.min() < side and cols.max() - cols.min() < side
+        assert max(np.ptp(np.nonzero(z)[0]) + 1 for z in zero) == side  # some square is whole
