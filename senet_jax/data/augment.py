@@ -128,6 +128,13 @@ def _cutout(tf, x, uniforms, size: int, cut: int):
     return tf.where((in_y[:, :, None] & in_x[:, None, :])[..., None], 0.0, x)
 
 
+def resize_uint8(tf, image, size: int):
+    """uint8 [H, W, 3] -> uint8 [size, size, 3] as evaluation sees it: antialiased bilinear
+    resize, rounded and clipped back to uint8. Callers skip it when H = W = size."""
+    image = tf.image.resize(image, (size, size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
 def normaliser(tf, data):
     """XLA-compiled uint8 [B, S, S, 3] -> (x/255 - mean) / std, float32."""
     mean, scale = _normalisation(data)
