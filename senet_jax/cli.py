@@ -38,13 +38,12 @@ def set_up_logging() -> None:
     ours.propagate = False
 
 
-def main_with_errors(body: Callable[[], int]) -> int:
+def main_with_errors(body: Callable[[], int], extra_errors: tuple = ()) -> int:
     """Runs a command's body; a user error (bad workdir, checkpoint, split, ...) is one line."""
-    set_up_logging()
     from senet_jax import inference
 
     try:
         return body()
-    except inference.user_errors() as e:
+    except inference.user_errors() + tuple(extra_errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -102,4 +102,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    cli.set_up_logging()
     sys.exit(main())

@@ -71,7 +71,7 @@ def augmenter(tf, data):
     """
     size, crop, flip, cut = int(data.image_size), data.crop, bool(data.flip), int(data.cutout_size)
     pad = int(data.crop_padding) if crop == "pad_crop" else 0
-    mean, scale = _normalisation(data)
+    mean, scale = normalisation(data)
 
     @tf.function(jit_compile=True, autograph=False)
     def augment(images, uniforms):
@@ -137,13 +137,13 @@ def resize_uint8(tf, image, size: int):
 
 def normaliser(tf, data):
     """XLA-compiled uint8 [B, S, S, 3] -> (x/255 - mean) / std, float32."""
-    mean, scale = _normalisation(data)
+    mean, scale = normalisation(data)
     return tf.function(
         lambda x: (tf.cast(x, tf.float32) - mean) * scale, jit_compile=True, autograph=False
     )
 
 
-def _normalisation(data):
+def normalisation(data):
     """Mean and 1/std in 0..255 pixel units (config.validate checks their shape and sign)."""
     mean = np.asarray(data.mean, np.float32) * 255.0
     std = np.asarray(data.std, np.float32) * 255.0
