@@ -285,6 +285,29 @@ class CheckpointManager:
         finally:
             self._set_aside(damaged)
 
+    def restore_subset(self, step: int, template: dict[str, Any]) -> dict[str, Any]:
+        """Only `template`'s parts of the state saved at `step` (e.g. params and batch_stats),
+        as numpy arrays, for inference: the optimizer state is never read, so restoring does
+        not depend on how the optimizer is built today. Refuses (IncompatibleCheckpointError)
+        a checkpoint of another model or class count, or of other shapes than `template`."""
+        self.check_compatible(self._read_record(step))
+        restore_args = ocp.checkpoint_utils.construct_restore_args(template)
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            restored = checkpointer.restore(
+                self.directory / str(step) / "state",
+                args=ocp.args.PyTreeRestore(
+                    template, restore_args=restore_args, partial_restore=True
+                ),
+            )
+        ours, theirs = _shapes(template), _shapes(restored)
+        for name in sorted(set(ours) | set(theirs)):
+            if ours.get(name) != theirs.get(name):
+                raise IncompatibleCheckpointError(
+                    f"{self.directory} step {step} holds {name} of shape {theirs.get(name)}, "
+                    f"the run's config makes {ours.get(name)}: it is a checkpoint of another model"
+                )
+        return restored
+
     def _set_aside(self, damaged) -> None:
         """Moves damaged checkpoints to damaged_directory: kept, but out of the step sequence."""
         if not damaged:

@@ -382,6 +382,28 @@ def plot_learning_curves(history, path) -> None:
     _save_png(fig, path)
 
 
+def plot_excitations(per_class, overall, class_names, class_indices, path) -> None:
+    """The paper's Figs. 7-8: per SE block, mean gate against channel index, one curve per
+    chosen class plus "all" (black); one panel per block in a grid."""
+    blocks = list(overall)
+    cols = min(4, len(blocks))
+    rows = math.ceil(len(blocks) / cols)
+    fig = _new_figure(4.0 * cols, 2.8 * rows)
+    for index, name in enumerate(blocks):
+        ax = fig.add_subplot(rows, cols, index + 1)
+        for label, k in zip(class_names, class_indices):
+            ax.plot(per_class[name][k], label=label, linewidth=0.8)
+        ax.plot(overall[name], color="black", label="all", linewidth=1.2)
+        ax.set_title(name)
+        ax.set_xlabel("channel index")
+        ax.set_ylabel("activation")
+        ax.grid(True, alpha=0.3)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    _save_png(fig, path)
+
+
 # --------------------------------------------------------------------------------------------
 # End-of-run results
 # --------------------------------------------------------------------------------------------

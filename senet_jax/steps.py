@@ -122,7 +122,8 @@ def train_step(
 def eval_step(
     state: TrainState, batch: dict[str, jnp.ndarray], *, axis_name: str | None = None
 ) -> dict[str, jnp.ndarray]:
-    """Masked sums (loss, correct, count, confusion matrix): exact metrics over any padding."""
+    """Masked sums (loss, correct, correct_top5, count, confusion matrix): exact metrics over
+    any padding. Top-5 is top-k with k = min(5, classes), so it is 1.0 with 5 classes or fewer."""
     logits = state.apply_fn(
         {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
     )
@@ -136,9 +137,11 @@ def eval_step(
         jax.nn.one_hot(labels, num_classes),
         jax.nn.one_hot(predictions, num_classes),
     )
+    _, top = jax.lax.top_k(logits, min(5, num_classes))
     sums = {
         "loss_sum": jnp.sum(loss * mask),
         "correct": jnp.sum((predictions == labels) * mask),
+        "correct_top5": jnp.sum(jnp.any(top == labels[:, None], axis=-1) * mask),
         "count": jnp.sum(mask),
         "confusion": confusion,
     }

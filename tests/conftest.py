@@ -64,3 +64,15 @@ def reference_run(tmp_path_factory, compile_cache):
     proc = run_train(workdir, compile_cache)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
+
+
+@pytest.fixture(scope="session")
+def trained_run(reference_run, tmp_path_factory):
+    """A copy of the finished tiny run for the commands that use a trained model (evaluate,
+    predict, export, analyze write under it; the reference run stays as the train tests
+    expect). Its config.json still reads the reference run's prepared data, read-only."""
+    import shutil
+
+    workdir = str(tmp_path_factory.mktemp("trained_run") / "run")
+    shutil.copytree(reference_run, workdir)
+    return workdir

@@ -124,6 +124,22 @@ def test_eval_step_sums_only_masked_examples(sgd_state):
     assert np.asarray(sums["confusion"])[batch["label"][0], pred[0]] >= 1
 
 
+def test_eval_step_counts_top5_over_masked_examples(sgd_state):
+    batch = learnable_batch(8)
+    mask = np.array([1, 0, 1, 1, 1, 0, 1, 1], bool)
+    sums = jax.jit(steps.eval_step)(sgd_state, {**batch, "mask": mask})
+    logits = np.asarray(
+        sgd_state.apply_fn(
+            {"params": sgd_state.params, "batch_stats": sgd_state.batch_stats},
+            batch["image"],
+            train=False,
+        )
+    )
+    rank = (logits > logits[np.arange(8), batch["label"]][:, None]).sum(-1)  # classes above
+    assert sums["correct_top5"] == np.sum((rank < 5) & mask)
+    assert sums["correct"] <= sums["correct_top5"] <= sums["count"]
+
+
 def test_eight_devices_and_one_device_give_the_same_parameters():
     """Same global batch: pmean'd gradients and cross-device BatchNorm equal the 1-device step.
 

@@ -85,7 +85,7 @@ def augmenter(tf, data, mean, std):
     """
     size, crop, flip = int(data.image_size), data.crop, bool(data.flip)
     cut, pad = pixels(data.cutout_size, size), crop_pad_pixels(data)
-    mean, scale = _normalisation(mean, std)
+    mean, scale = normalisation(mean, std)
 
     @tf.function(jit_compile=True, autograph=False)
     def augment(images, uniforms):
@@ -142,15 +142,22 @@ def _cutout(tf, x, uniforms, size: int, cut: int):
     return tf.where((in_y[:, :, None] & in_x[:, None, :])[..., None], 0.0, x)
 
 
+def resize_uint8(tf, image, size: int):
+    """uint8 [H, W, 3] -> uint8 [size, size, 3] as evaluation sees it: antialiased bilinear
+    resize, rounded and clipped back to uint8. Callers skip it when H = W = size."""
+    image = tf.image.resize(image, (size, size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
 def normaliser(tf, mean, std):
     """XLA-compiled uint8 [B, S, S, 3] -> (x/255 - mean) / std, float32."""
-    mean, scale = _normalisation(mean, std)
+    mean, scale = normalisation(mean, std)
     return tf.function(
         lambda x: (tf.cast(x, tf.float32) - mean) * scale, jit_compile=True, autograph=False
     )
 
 
-def _normalisation(mean, std):
+def normalisation(mean, std):
     """Mean and 1/std in 0..255 pixel units (config.validate checks their shape and sign)."""
     mean = np.asarray(mean, np.float32) * 255.0
     std = np.asarray(std, np.float32) * 255.0

@@ -72,8 +72,7 @@ def _load_arrays(data, builder, split_spec) -> tuple[np.ndarray, np.ndarray]:
         if channels == 1:
             image = tf.image.grayscale_to_rgb(image)
         if static_hw != (size, size):
-            image = tf.image.resize(image, (size, size), antialias=True)
-            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            image = augment.resize_uint8(tf, image, size)
         return image, tf.cast(example["label"], tf.int32)
 
     ds = builder.as_dataset(split=split_spec, shuffle_files=False)

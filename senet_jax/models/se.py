@@ -105,8 +105,15 @@ class SqueezeExcite(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
-    @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        s = self.excite(x)
+        self.sow("excitations", "gate", s.astype(jnp.float32))
+        return x * s[:, None, None, :].astype(x.dtype)
+
+    @nn.compact
+    def excite(self, x: jnp.ndarray) -> jnp.ndarray:
+        """The gates [N, C] (squeeze and excitation), a method of its own so that an
+        `nn.intercept_methods` interceptor can read or replace them (senet_jax.analyze)."""
         if self.squeeze not in SQUEEZE_OPS:
             raise ValueError(
                 f"SqueezeExcite.squeeze={self.squeeze!r}: use one of {sorted(SQUEEZE_OPS)}"
@@ -121,6 +128,4 @@ class SqueezeExcite(nn.Module):
         # Pool in float32: a mean over thousands of bf16 values loses precision.
         s = SQUEEZE_OPS[self.squeeze](x.astype(jnp.float32)).astype(self.dtype)
         s = nn.relu(dense(hidden, "reduce")(s))
-        s = GATES[self.gate](dense(channels, "expand")(s))
-        self.sow("excitations", "gate", s.astype(jnp.float32))
-        return x * s[:, None, None, :].astype(x.dtype)
+        return GATES[self.gate](dense(channels, "expand")(s))
