@@ -95,11 +95,11 @@ def _check_stl10_folder(folder: str) -> None:
                 "outside 1..10; the file is corrupt, download stl10_binary.tar.gz again"
             )
     num_bytes = size("unlabeled_X.bin")
-    if num_bytes % stl10_format.IMAGE_BYTES:
+    if num_bytes % stl10_format.IMAGE_BYTES or num_bytes == 0:
         raise Stl10ArchiveError(
-            f"config.data.stl10_archive: {os.path.join(folder, 'unlabeled_X.bin')} has {num_bytes} "
-            "bytes, "
-            "not a multiple of 27648 (one 3x96x96 image); the file is truncated, download again"
+            f"config.data.stl10_archive: {os.path.join(folder, 'unlabeled_X.bin')} has "
+            f"{num_bytes} bytes, not a positive multiple of 27648 (one 3x96x96 image; tfds "
+            "prepares the unlabelled split too); the file is truncated, download again"
         )
     with open(os.path.join(folder, "class_names.txt")) as f:
         names = [line.strip() for line in f if line.strip()]
