@@ -27,6 +27,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from senet_jax.models.mobilenet_v1 import scale_width
@@ -112,7 +113,7 @@ def max_pool_3x3_s2(x: jnp.ndarray, mode: str, padding: str) -> jnp.ndarray:
             pads.append((0, max((out - 1) * 2 + 3 - n, 0)))
         else:
             pads.append(conv_padding(n, 3, 2, padding))
-    init = jnp.array(-jnp.inf, x.dtype)
+    init = np.array(-np.inf, x.dtype)  # concrete, so JAX knows the max monoid (and its gradient)
     return lax.reduce_window(x, init, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), *pads, (0, 0)))
 
 
