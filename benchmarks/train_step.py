@@ -2,14 +2,19 @@
 
     PYTHONPATH=. python benchmarks/train_step.py --model se_mobilenet_v1 --batch-size 64 \
         --image-size 96 --dtype float32 --stem-strides 2 --steps 10
+    PYTHONPATH=. python benchmarks/train_step.py --model se_resnet50 --batch-size 16 \
+        --image-size 128 --stem-strides 2 --model-option stride_in_1x1=false \
+        --model-option stem_pool=pad          # timm's seresnet50 layout (torch_resnet_peer.py)
 
 Prints one JSON object (compile time, median steady-state training and evaluation
 images/s over --repeats timed runs of --steps steps each, after --warmup untimed
 steps, peak device memory where the backend reports it), then the last line
 `train_step images_per_second=N`. Like train.py, it keeps freed host memory for reuse
-on XLA:CPU (senet_jax/host_memory.py; SENET_JAX_REUSE_HOST_MEMORY=0 turns that off). Images are random: this measures compute only,
-not the input pipeline (benchmarks/input_pipeline.py does that).
+on XLA:CPU (senet_jax/host_memory.py; SENET_JAX_REUSE_HOST_MEMORY=0 turns that off).
+Images are random: this measures compute only, not the input pipeline
+(benchmarks/input_pipeline.py does that).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,6 +69,14 @@ def parse_args(argv=None):
         "--stem-strides", type=int, default=None, help="config.stem_strides (default: the config's)"
     )
     p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an architecture option the config does not carry, VALUE as JSON "
+        "(e.g. stride_in_1x1=false stem_pool='\"pad\"'); repeatable",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
     a = p.parse_args(argv)
     for name in ("batch_size", "image_size", "steps", "repeats"):
@@ -71,6 +84,15 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.warmup < 0:
         p.error("--warmup must be at least 0")
+    a.model_options = {}
+    for item in a.model_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--model-option {item!r}: use KEY=VALUE")
+        try:
+            a.model_options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            a.model_options[key] = value  # a bare string such as pad
     return a
 
 
@@ -89,7 +111,7 @@ def make_config(a):
 
 
 def _median_rate(fn, repeats, images):
-    """Calls fn() `repeats` times; fn must block on its results. Returns (median images/s, all rates)."""
+    """Calls fn() `repeats` times (fn blocks on its results); returns (median images/s, rates)."""
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -122,6 +144,8 @@ def run(a):
     host_memory_reused = reuse_freed_host_memory()
     config = make_config(a)
     model = trainer.create_model(config, a.num_classes)
+    if a.model_options:
+        model = model.clone(**a.model_options)
     image_shape = (a.image_size, a.image_size, 3)
     state = trainer.create_train_state(
         config, model, jax.random.PRNGKey(0), image_shape, steps_per_epoch=100
@@ -165,6 +189,7 @@ def run(a):
         "width_multiplier": a.width,
         "stem_strides": config.stem_strides,
         "num_classes": a.num_classes,
+        "model_options": a.model_options,
         "steps": a.steps,
         "repeats": a.repeats,
         "warmup": a.warmup,
@@ -204,7 +229,7 @@ def main(argv=None):
         config_lib.validate(make_config(a), device_count=1)
     except config_lib.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     result = run(a)
     print(json.dumps(result, indent=1))
     print(f"train_step images_per_second={result['train_images_per_second']}")
