@@ -12,6 +12,7 @@ from senet_jax.models import create_model, list_models
 from senet_jax.models.ops.conv import Conv
 from senet_jax.models.ops.depthwise import DepthwiseConv
 from senet_jax.models.resnet import STAGE_NAMES, max_pool_3x3_s2, total_stride
+from senet_jax.models.summary import summarize
 
 
 def init_shapes(model, image_size=224):
@@ -247,3 +248,13 @@ def test_stem_max_pool_values_and_gradients_match_reduce_window(size, mode, padd
     np.testing.assert_array_equal(ours(x), ref(x))
     loss = lambda f: lambda x: jnp.sum(f(x) * w)
     np.testing.assert_allclose(jax.grad(loss(ours))(x), jax.grad(loss(ref))(x), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name,paper_gflops",
+    [("resnet50", 3.86), ("se_resnet50", 3.87), ("se_resnext50_32x4d", 4.25), ("senet154", 20.7)],
+)
+def test_multiply_adds_match_the_paper_within_one_percent(name, paper_gflops):
+    # Hu et al., Table 2 (224x224, single crop).
+    total = sum(r.mult_adds for r in summarize(create_model(name), 224))
+    assert abs(total / 1e9 - paper_gflops) / paper_gflops < 0.01
