@@ -2,6 +2,9 @@
 
     python benchmarks/train_step.py --model se_mobilenet_v1 --batch-size 64 \
         --image-size 96 --dtype float32 --stem-strides 2 --steps 10
+    PYTHONPATH=. python benchmarks/train_step.py --model se_resnet50 --batch-size 16 \
+        --image-size 128 --stem-strides 2 --model-option stride_in_1x1=false \
+        --model-option stem_pool=pad          # timm's seresnet50 layout (torch_resnet_peer.py)
 
 Prints one JSON object (compile time, median steady-state training and evaluation
 images/s over --repeats timed runs of --steps steps each, after --warmup untimed
@@ -74,6 +77,14 @@ def parse_args(argv=None):
         help="config.model.stem_strides (default: the config's)",
     )
     p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an architecture option the config does not carry, VALUE as JSON "
+        "(e.g. stride_in_1x1=false stem_pool='\"pad\"'); repeatable",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
     a = p.parse_args(argv)
     for name in ("batch_size", "image_size", "steps", "repeats"):
@@ -81,6 +92,15 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.warmup < 0:
         p.error("--warmup must be at least 0")
+    a.model_options = {}
+    for item in a.model_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--model-option {item!r}: use KEY=VALUE")
+        try:
+            a.model_options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            a.model_options[key] = value  # a bare string such as pad
     return a
 
 
@@ -132,6 +152,8 @@ def run(a):
     host_memory_reused = reuse_freed_host_memory()
     config = make_config(a)
     model = steps.create_model(config, a.num_classes)
+    if a.model_options:
+        model = model.clone(**a.model_options)
     image_shape = (a.image_size, a.image_size, 3)
     tx, _ = optim.create_optimizer(config.optim, num_epochs=config.num_epochs, steps_per_epoch=100)
     state = steps.create_train_state(model, tx, jax.random.PRNGKey(0), image_shape)
@@ -174,6 +196,7 @@ def run(a):
         "width_multiplier": a.width,
         "stem_strides": config.model.stem_strides,
         "num_classes": a.num_classes,
+        "model_options": a.model_options,
         "steps": a.steps,
         "repeats": a.repeats,
         "warmup": a.warmup,

@@ -90,6 +90,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_epochs = 600
     c.seed = 0
     c.half_precision = False  # bfloat16 compute, float32 parameters
+    c.init_from = placeholder(str)  # a model directory (python -m senet_jax.weights) to start from
 
     # Bookkeeping.
     c.log_every_steps = 50

@@ -8,6 +8,7 @@ the workdir. The config has sections `model` (the model factory's keyword argume
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tempfile
 
@@ -135,6 +136,7 @@ def validate(config, *, workdir: str | None = None, device_count: int | None = N
         if not hasattr(config.get(section), "items"):
             _fail(section, "is missing: this config predates config sections (see configs/)")
     _validate_run(config, device_count or jax.device_count())
+    _validate_init_from(config)
     _validate_model(config)
     _validate_se(config)
     _validate_optim(config)
@@ -160,6 +162,28 @@ def _validate_run(config, devices: int) -> None:
             f"{config.batch_size} does not divide evenly over {devices} devices "
             f"({jax.process_count()} process(es)); use a multiple of {devices}, "
             f"e.g. --config.batch_size={fix}",
+        )
+
+
+def _validate_init_from(config) -> None:
+    """A model directory (python -m senet_jax.weights) of the configured architecture."""
+    directory = config.get("init_from")
+    if not directory:
+        return
+    path = os.path.join(str(directory), "model.json")
+    make = "python -m senet_jax.weights --timm NAME --checkpoint FILE --out DIR"
+    if not os.path.isfile(path):
+        _fail("init_from", f"{directory} holds no model.json: not a model directory ({make})")
+    try:
+        with open(path) as f:
+            name = json.load(f)["model"]["name"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        _fail("init_from", f"{path} is unreadable ({type(e).__name__}); write it again ({make})")
+    if name != config.model.name:
+        _fail(
+            "init_from",
+            f"{directory} holds {name} weights but config.model.name is "
+            f"{config.model.name!r}; use --config.model.name={name} and its options",
         )
 
 

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 from flax import jax_utils
 
-from senet_jax import checkpointing, data, optim, reporting, steps
+from senet_jax import checkpointing, data, optim, reporting, steps, weights
 from senet_jax import config as config_lib
 
 AXIS = "batch"
@@ -283,7 +283,10 @@ def _set_up(config, workdir: str) -> Run:
     image_shape = (config.data.image_size, config.data.image_size, 3)
     state = steps.create_train_state(model, tx, jax.random.key(config.seed), image_shape)
     manager = checkpointing.CheckpointManager(workdir, config, num_classes=info.num_classes)
-    state = manager.restore_latest(state)
+    restored = manager.restore_latest(state)
+    if restored is state and config.get("init_from"):  # a fresh run: start from the weights
+        restored = weights.initialise_from(state, config.init_from, info.num_classes)
+    state = restored
     is_main = jax.process_index() == 0
     start = int(state.step)
     history = [h for h in _load_history(workdir) if h["step"] <= start] if is_main else []

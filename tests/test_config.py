@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import tarfile
@@ -137,6 +138,37 @@ def test_defaults_and_smoke_config_are_valid(tmp_path):
     config_lib.validate(stl10.get_config(), workdir=str(tmp_path / "new"), device_count=8)
     config_lib.validate(smoke.get_config(), workdir=str(tmp_path), device_count=8)
     assert os.listdir(tmp_path) == []  # the write probe cleans up after itself
+
+
+@pytest.mark.parametrize("name", ["stl10_se_resnet", "stl10_finetune"])
+def test_residual_network_configs_are_valid(name):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    config_lib.validate(config, device_count=8)
+    assert config.model.name.startswith("se_res")
+
+
+@pytest.mark.parametrize(
+    "overrides,fix",
+    [
+        ({"model.se.placement": "inside"}, "config.model.se.placement: 'inside' is not known"),
+        ({"model.se.blocks": "conv6_x"}, "names no block of se_resnet18.*conv5_x"),
+    ],
+)
+def test_residual_network_se_options_are_checked(overrides, fix):
+    from configs import stl10_se_resnet
+
+    with pytest.raises(config_lib.ConfigError, match=fix):
+        config_lib.validate(configure(stl10_se_resnet.get_config(), **overrides), device_count=8)
+
+
+def test_init_from_must_be_a_model_directory_of_the_configured_network(tmp_path):
+    config = stl10.get_config()
+    config.init_from = str(tmp_path)
+    with pytest.raises(config_lib.ConfigError, match=r"config\.init_from: .* holds no model\.json"):
+        config_lib.validate(config, device_count=8)
+    (tmp_path / "model.json").write_text('{"model": {"name": "se_resnet50"}}')
+    with pytest.raises(config_lib.ConfigError, match="holds se_resnet50 weights.*model.name=se_"):
+        config_lib.validate(config, device_count=8)
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "proc", "sys"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import chex
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,3 +194,32 @@ def test_dropout_keys_differ_across_devices(sgd_state):
 
     masks = jax.pmap(logits_per_device, axis_name=AXIS)(state, None)
     assert len({tuple(np.asarray(m)) for m in masks}) == 8
+
+
+@pytest.mark.parametrize(
+    "model,se",
+    [
+        ("se_mobilenet_v1", {"squeeze": "max", "gate": "tanh", "reduction": 8}),
+        ("se_mobilenet_v1", {"gate": "relu", "blocks": "12,13", "min_features": 24}),
+    ],
+    ids=["max-tanh-r8", "relu-blocks-min"],
+)
+def test_a_training_step_runs_with_the_se_options_from_the_config(model, se):
+    """Every config.model.se option reaches the model: one step trains, and the SE weights
+    have the shapes the options imply."""
+    config = small_config(**{"model.name": model, **{f"model.se.{k}": v for k, v in se.items()}})
+    state = make_state(config)
+    state, metrics = jax.jit(steps.train_step)(state, learnable_batch())
+    assert metrics["finite"] == 1.0 and np.isfinite(float(metrics["loss"]))
+    se_modules = {
+        "/".join(path[:-2]): leaf.shape
+        for path, leaf in flax.traverse_util.flatten_dict(state.params).items()
+        if "se" in path and path[-2] == "reduce" and path[-1] == "kernel"
+    }
+    assert se_modules
+    if "blocks" in se and model == "se_mobilenet_v1":
+        assert sorted(se_modules) == ["block12/se", "block13/se"]
+    for shape in se_modules.values():
+        channels, hidden = shape
+        expected = max(se.get("min_features", 1), channels // se.get("reduction", 16))
+        assert hidden == expected

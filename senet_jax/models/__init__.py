@@ -13,7 +13,9 @@ from typing import Any
 import flax.linen as nn
 
 from senet_jax.models import mobilenet_v1 as mobilenet_v1_module
+from senet_jax.models import resnet
 from senet_jax.models.mobilenet_v1 import MobileNetV1
+from senet_jax.models.resnet import ResNet
 from senet_jax.models.se import SEOptions, SqueezeExcite
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -64,12 +66,27 @@ def se_mobilenet_v1(num_classes: int = 1000, se: Any = None, **kwargs) -> nn.Mod
     return MobileNetV1(num_classes=num_classes, se=SEOptions.create(se), **kwargs)
 
 
+def _resnet_factory(name: str) -> Callable[..., nn.Module]:
+    def factory(num_classes: int = 1000, se: Any = None, **kwargs) -> nn.Module:
+        return resnet.create(name, num_classes=num_classes, se=se, **kwargs)
+
+    arch = resnet.ARCHITECTURES[name]
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"{name}: {resnet.ResNet.__name__} with {arch} (see senet_jax.models.resnet)."
+    return factory
+
+
+for _name in resnet.ARCHITECTURES:
+    register_model(resnet)(_resnet_factory(_name))
+
+
 __all__ = [
     "architecture",
     "create_model",
     "list_models",
     "register_model",
     "MobileNetV1",
+    "ResNet",
     "SEOptions",
     "SqueezeExcite",
 ]

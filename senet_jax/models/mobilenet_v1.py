@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from senet_jax.models.ops.conv import PointwiseConv, StemConv
 from senet_jax.models.ops.depthwise import DepthwiseConv
-from senet_jax.models.ops.norm import BatchNormReLU
+from senet_jax.models.ops.norm import BatchNormAct
 from senet_jax.models.se import SEOptions, SqueezeExcite
 
 STEM_FEATURES = 32
@@ -59,6 +59,7 @@ class SeparableBlock(nn.Module):
     se: SEOptions | None
     depthwise_implementation: str
     conv_implementation: str
+    padding: str
     norm: Any
     dtype: Any
     param_dtype: Any
@@ -68,6 +69,7 @@ class SeparableBlock(nn.Module):
         x = DepthwiseConv(
             strides=(self.strides, self.strides),
             implementation=self.depthwise_implementation,
+            padding=self.padding,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="depthwise",
@@ -96,6 +98,9 @@ class MobileNetV1(nn.Module):
     `stem_strides=1` halves the total stride (32 -> 16), the usual adaptation for
     small images such as STL10's 96x96, at 4x the multiply-adds.
     `bn_axis_name` makes BatchNorm average its batch statistics over that pmap axis.
+    `padding` ("torch", the default: k // 2 on every side, as PyTorch; or "same", flax's SAME)
+    and `relu6` (timm's `mobilenetv1_100` uses ReLU6) exist so imported weights
+    (senet_jax.weights) give the logits they were trained to give.
     """
 
     num_classes: int = 1000
@@ -108,6 +113,8 @@ class MobileNetV1(nn.Module):
     bn_axis_name: str | None = None
     depthwise_implementation: str = "auto"
     conv_implementation: str = "auto"
+    padding: str = "torch"
+    relu6: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -115,7 +122,8 @@ class MobileNetV1(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         # BatchNorm + ReLU fused (models/ops/norm.py): parameters and statistics as nn.BatchNorm.
         norm = functools.partial(
-            BatchNormReLU,
+            BatchNormAct,
+            activation="relu6" if self.relu6 else "relu",
             use_running_average=not train,
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
@@ -130,6 +138,7 @@ class MobileNetV1(nn.Module):
             scale_width(STEM_FEATURES, self.width_multiplier),
             strides=(self.stem_strides,) * 2,
             implementation=self.conv_implementation,
+            padding=self.padding,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="stem",
@@ -142,6 +151,7 @@ class MobileNetV1(nn.Module):
                 se=self.se if self.se is not None and self.se.applies_to(i + 1) else None,
                 depthwise_implementation=self.depthwise_implementation,
                 conv_implementation=self.conv_implementation,
+                padding=self.padding,
                 norm=norm,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,

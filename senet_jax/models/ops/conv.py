@@ -24,6 +24,23 @@ CONV_IMPLEMENTATIONS = ("matmul", "native")
 AUTO_CONV_BY_BACKEND = {"cpu": "matmul"}
 
 
+# How spatial borders are padded: "torch" pads k // 2 on both sides (PyTorch and Caffe, so
+# imported weights give the same outputs); "same" is TensorFlow's/flax's SAME, which for a
+# stride-2 layer on an even size pads only the bottom/right.
+PADDINGS = ("torch", "same")
+
+
+def conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int]:
+    """(before, after) padding of one spatial axis under a PADDINGS rule."""
+    if padding == "torch":
+        return kernel // 2, kernel // 2
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + kernel - size, 0)
+        return total // 2, total - total // 2
+    raise ValueError(f"padding {padding!r}: use one of {list(PADDINGS)}")
+
+
 def resolve_conv_implementation(name: str) -> str:
     """Maps "auto" to the implementation measured fastest on the default backend."""
     return backend_choice.resolve(
@@ -32,7 +49,9 @@ def resolve_conv_implementation(name: str) -> str:
 
 
 class Conv(nn.Module):
-    """A bias-free k x k convolution with symmetric padding k // 2; parameters exactly as nn.Conv.
+    """A bias-free k x k convolution, padded by `padding` (PADDINGS); parameters exactly as nn.Conv.
+
+    Grouped convolutions (feature_group_count > 1, ResNeXt's 3x3) always run natively.
 
     With implementation "matmul" (the "auto" choice on CPU) it runs as patches
     [N*H'*W', k*k*C] times the kernel reshaped to [k*k*C, F] (for 1x1 the patches are
@@ -47,6 +66,8 @@ class Conv(nn.Module):
     kernel_size: tuple[int, int] = (3, 3)
     strides: tuple[int, int] = (1, 1)
     implementation: str = "auto"
+    padding: str = "torch"
+    feature_group_count: int = 1
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Any = he_normal
@@ -54,17 +75,29 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         kh, kw = self.kernel_size
+        groups = self.feature_group_count
         kernel = self.param(
-            "kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), self.param_dtype
+            "kernel",
+            self.kernel_init,
+            (kh, kw, x.shape[-1] // groups, self.features),
+            self.param_dtype,
         )
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        padding = ((kh // 2, kh // 2), (kw // 2, kw // 2))
-        if resolve_conv_implementation(self.implementation) == "native":
-            return lax.conv_general_dilated(
-                x, kernel, self.strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
         (sh, sw), (n, h, w, c) = self.strides, x.shape
-        ho, wo = (h + 2 * (kh // 2) - kh) // sh + 1, (w + 2 * (kw // 2) - kw) // sw + 1
+        padding = (
+            conv_padding(h, kh, sh, self.padding),
+            conv_padding(w, kw, sw, self.padding),
+        )
+        if groups > 1 or resolve_conv_implementation(self.implementation) == "native":
+            return lax.conv_general_dilated(
+                x,
+                kernel,
+                self.strides,
+                padding,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=groups,
+            )
+        ho, wo = (h + sum(padding[0]) - kh) // sh + 1, (w + sum(padding[1]) - kw) // sw + 1
         xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
         # Tap-major, channel-minor: the order of kernel.reshape(kh * kw * c, features).
         patches = jnp.concatenate(

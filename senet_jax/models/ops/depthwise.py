@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from senet_jax.models.ops import backend_choice
+from senet_jax.models.ops.conv import conv_padding
 from senet_jax.models.ops.reductions import channel_sums
 
 # formulation(x, kernel, strides, padding) -> y, with kernel shaped (kh, kw, 1, C)
@@ -154,11 +155,13 @@ def resolve_implementation(name: str) -> str:
 
 
 class DepthwiseConv(nn.Module):
-    """A bias-free depthwise convolution with symmetric padding of kernel_size // 2."""
+    """A bias-free depthwise convolution padded by `padding` (ops.conv.PADDINGS: "torch" is
+    kernel_size // 2 on both sides)."""
 
     kernel_size: tuple[int, int] = (3, 3)
     strides: tuple[int, int] = (1, 1)
     implementation: str = "auto"
+    padding: str = "torch"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     kernel_init: Callable = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
@@ -169,7 +172,10 @@ class DepthwiseConv(nn.Module):
         kernel = self.param(
             "kernel", self.kernel_init, (*self.kernel_size, 1, channels), self.param_dtype
         )
-        padding = [(k // 2, k // 2) for k in self.kernel_size]
+        padding = [
+            conv_padding(n, k, s, self.padding)
+            for n, k, s in zip(x.shape[1:3], self.kernel_size, self.strides)
+        ]
         fn = FORMULATIONS[resolve_implementation(self.implementation)]
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         return fn(x, kernel, tuple(self.strides), padding)

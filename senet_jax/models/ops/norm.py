@@ -1,4 +1,4 @@
-"""BatchNorm followed by ReLU as one operation with a hand-written backward pass.
+"""BatchNorm followed by ReLU (or ReLU6, or nothing) as one operation with a hand-written backward.
 
 Plain autodiff of BatchNorm + ReLU keeps `x - mean` and several other full-size
 temporaries alive between the forward and backward passes; on CPU, where these
@@ -46,28 +46,56 @@ def _normalize(x, mean, var, scale, bias, epsilon):
     return (x.astype(_compute_dtype(x)) - mean) * (lax.rsqrt(var + epsilon) * scale) + bias
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def batch_norm_relu(x, scale, bias, epsilon, axis_name, use_fast_variance=True):
-    """relu(BatchNorm(x)) with batch statistics; returns (y, mean, var) for the running averages.
+# The activations the fused op knows: "none" is a plain BatchNorm (a residual unit's last one).
+ACTIVATIONS = ("relu", "relu6", "none")
+
+
+def _activate(y, activation):
+    if activation == "relu":
+        return jnp.maximum(y, 0.0)
+    if activation == "relu6":
+        return jnp.clip(y, 0.0, 6.0)
+    return y
+
+
+def _active(pre, activation):
+    """Where the activation passes its gradient through (ReLU6 uses the open interval, as JAX)."""
+    if activation == "relu":
+        return pre > 0
+    if activation == "relu6":
+        return (pre > 0) & (pre < 6)
+    return None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def batch_norm_act(x, scale, bias, epsilon, axis_name, use_fast_variance=True, activation="relu"):
+    """act(BatchNorm(x)) with batch statistics; returns (y, mean, var) for the running averages.
 
     The statistics are outputs for bookkeeping only: no gradient flows back through them.
     """
-    return _bn_relu_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance)[0]
+    return _bn_act_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance, activation)[0]
 
 
-def _bn_relu_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance):
+def batch_norm_relu(x, scale, bias, epsilon, axis_name, use_fast_variance=True):
+    """relu(BatchNorm(x)): batch_norm_act with ReLU."""
+    return batch_norm_act(x, scale, bias, epsilon, axis_name, use_fast_variance, "relu")
+
+
+def _bn_act_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance, activation):
     mean, var = batch_stats(x, axis_name, use_fast_variance)
-    y = jnp.maximum(_normalize(x, mean, var, scale, bias, epsilon), 0.0).astype(x.dtype)
+    y = _activate(_normalize(x, mean, var, scale, bias, epsilon), activation).astype(x.dtype)
     return (y, mean, var), (x, scale, bias, mean, var)
 
 
-def _bn_relu_bwd(epsilon, axis_name, use_fast_variance, residuals, cotangents):
+def _bn_act_bwd(epsilon, axis_name, use_fast_variance, activation, residuals, cotangents):
     # Both variance formulas have the same derivative, so one backward serves both.
     x, scale, bias, mean, var = residuals
     g = cotangents[0].astype(_compute_dtype(x))
     inv = lax.rsqrt(var + epsilon)
     x_hat = (x.astype(_compute_dtype(x)) - mean) * inv
-    g = jnp.where(x_hat * scale + bias > 0, g, 0.0)
+    active = _active(x_hat * scale + bias, activation)
+    if active is not None:
+        g = jnp.where(active, g, 0.0)
     d_bias, d_scale = channel_sums(g, g * x_hat)
     count = x.size // x.shape[-1]
     mean_g, mean_gx = d_bias / count, d_scale / count
@@ -77,12 +105,16 @@ def _bn_relu_bwd(epsilon, axis_name, use_fast_variance, residuals, cotangents):
     return dx.astype(x.dtype), d_scale.astype(scale.dtype), d_bias.astype(bias.dtype)
 
 
-batch_norm_relu.defvjp(_bn_relu_fwd, _bn_relu_bwd)
+batch_norm_act.defvjp(_bn_act_fwd, _bn_act_bwd)
 
 
-class BatchNormReLU(nn.Module):
-    """relu(nn.BatchNorm(...)(x)), with nn.BatchNorm's parameters and statistics."""
+class BatchNormAct(nn.Module):
+    """act(nn.BatchNorm(...)(x)), with nn.BatchNorm's parameters and statistics.
 
+    activation: "relu" (the default), "relu6" or "none" (see ACTIVATIONS).
+    """
+
+    activation: str = "relu"
     use_running_average: bool = False
     momentum: float = 0.99
     epsilon: float = 1e-5
@@ -95,6 +127,8 @@ class BatchNormReLU(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r}: use one of {list(ACTIVATIONS)}")
         features = x.shape[-1]
         ra_mean = self.variable(
             "batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), (features,)
@@ -105,14 +139,12 @@ class BatchNormReLU(nn.Module):
         scale = self.param("scale", self.scale_init, (features,), self.param_dtype)
         bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
         if self.use_running_average:
-            y = jnp.maximum(
-                _normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon), 0.0
-            )
-            return y.astype(self.dtype)
+            y = _normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon)
+            return _activate(y, self.activation).astype(self.dtype)
         # Like nn.BatchNorm: no cross-device mean while initializing (the axis may not exist yet).
         axis_name = None if self.is_initializing() else self.axis_name
-        y, mean, var = batch_norm_relu(
-            x, scale, bias, self.epsilon, axis_name, self.use_fast_variance
+        y, mean, var = batch_norm_act(
+            x, scale, bias, self.epsilon, axis_name, self.use_fast_variance, self.activation
         )
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * lax.stop_gradient(
@@ -122,3 +154,13 @@ class BatchNormReLU(nn.Module):
                 var
             )
         return y.astype(self.dtype)
+
+
+class BatchNormReLU(BatchNormAct):
+    """relu(nn.BatchNorm(...)(x)): BatchNormAct with its default activation."""
+
+
+class BatchNorm(BatchNormAct):
+    """nn.BatchNorm with the fused backward (no activation)."""
+
+    activation: str = "none"

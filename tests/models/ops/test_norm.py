@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from senet_jax.models.ops.norm import BatchNormReLU
+from senet_jax.models.ops.norm import BatchNormAct, BatchNormReLU
 
 
 def _pair(**kw):
@@ -107,3 +107,28 @@ def test_half_precision_output_dtype(dtype):
     np.testing.assert_allclose(
         y.astype(jnp.float32), nn.relu(y_ref).astype(jnp.float32), rtol=1e-2, atol=1e-2
     )
+
+
+@pytest.mark.parametrize("activation,fn", [("relu6", nn.relu6), ("none", lambda y: y)])
+def test_other_activations_match_flax(activation, fn):
+    ours = BatchNormAct(activation=activation, momentum=0.9, epsilon=1e-5)
+    ref = nn.BatchNorm(momentum=0.9, epsilon=1e-5, use_running_average=False)
+    x, variables = _data(6)
+    variables["params"]["scale"] = variables["params"]["scale"] * 6  # some outputs above 6
+    w = jnp.asarray(np.random.RandomState(7).randn(*x.shape).astype(np.float32))
+
+    def grads(module, post):
+        def loss(v, x):
+            y, _ = module.apply(v, x, mutable=["batch_stats"])
+            return jnp.sum(post(y) * w), y
+
+        return jax.grad(loss, argnums=(0, 1), has_aux=True)(variables, x)
+
+    (g, gx), y = grads(ours, lambda y: y)
+    (g_ref, gx_ref), y_ref = grads(ref, fn)
+    np.testing.assert_allclose(y, fn(y_ref), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(g["params"]["scale"], g_ref["params"]["scale"], rtol=1e-4, atol=1e-5)
+    evaluated = BatchNormAct(activation=activation, use_running_average=True).apply(variables, x)
+    reference = nn.BatchNorm(use_running_average=True).apply(variables, x)
+    np.testing.assert_allclose(evaluated, fn(reference), rtol=1e-5, atol=1e-5)
