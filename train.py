@@ -94,6 +94,7 @@ def main(argv):
     from senet_jax.data import DatasetUnavailableError, Stl10ArchiveError
     from senet_jax.data.download import DownloadError
     from senet_jax.data.folder import FolderDatasetError
+    from senet_jax.data.streamed import StreamError
 
     try:
         trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -104,6 +105,7 @@ def main(argv):
         Stl10ArchiveError,
         DownloadError,
         FolderDatasetError,
+        StreamError,
         trainer.TrainingDivergedError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
