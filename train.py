@@ -94,6 +94,7 @@ def main(argv):
     from senet_jax.data import DatasetUnavailableError, Stl10ArchiveError
     from senet_jax.data.download import DownloadError
     from senet_jax.data.folder import FolderDatasetError
+    from senet_jax.data.streamed import StreamError
     from senet_jax.weights import InitFromError
 
     try:
@@ -106,6 +107,7 @@ def main(argv):
         DownloadError,
         FolderDatasetError,
         InitFromError,
+        StreamError,
         trainer.TrainingDivergedError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -75,6 +75,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.mean = placeholder(tuple)
     c.data.std = placeholder(tuple)
     c.data.cache = True
+    # Streamed input (senet_jax/data/streamed.py): each process reads its own files, decodes per
+    # example, shuffles through a bounded buffer. On with stream=True, or by itself when the
+    # training split decoded at image_size would exceed max_cache_bytes (STL10: 138 MB).
+    c.data.stream = False
+    c.data.max_cache_bytes = 16 * 2**30
+    c.data.shuffle_buffer = 10_000  # records per process (streamed only)
+    c.data.eval_crop = 0.875  # streamed evaluation: resize to image_size / eval_crop, centre crop
 
     # senet_jax.optim: optax chain and schedule.
     c.optim = ml_collections.ConfigDict()
@@ -82,8 +89,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.learning_rate = 0.1  # peak, for batch_size 128: scale it linearly with the batch
     c.optim.momentum = 0.9
     c.optim.weight_decay = 5e-4  # not applied to BatchNorm scales/biases or biases
-    c.optim.schedule = "warmup_cosine"  # "warmup_cosine" or "constant"
+    c.optim.schedule = "warmup_cosine"  # "warmup_cosine", "constant" or "step"
     c.optim.warmup_epochs = 5
+    c.optim.nesterov = True  # the paper's ImageNet recipe uses plain momentum (False)
+    c.optim.decay_epochs = 30  # "step": the rate is multiplied by decay_factor every decay_epochs
+    c.optim.decay_factor = 0.1
     c.optim.label_smoothing = 0.1
 
     c.batch_size = 128  # global, over all devices and processes

@@ -83,9 +83,18 @@ class CheckpointManager:
     """Thin layer over orbax's CheckpointManager with the project's resume rules."""
 
     def __init__(
-        self, workdir: str, config, *, num_classes: int | None = None, read_only: bool = False
+        self,
+        workdir: str,
+        config,
+        *,
+        num_classes: int | None = None,
+        read_only: bool = False,
+        data_identity: dict | None = None,
     ):
-        """`read_only` opens existing checkpoints without creating, cleaning or writing anything."""
+        """`read_only` opens existing checkpoints without creating, cleaning or writing anything.
+        `data_identity` (data.streams.iterator_identity) is what the training stream after a
+        checkpoint depends on: saved with each one, and a resume under another is refused."""
+        self._data = data_identity
         self.directory = epath.Path(workdir).absolute() / "checkpoints"
         self.damaged_directory = epath.Path(workdir).absolute() / "damaged_checkpoints"
         # JSON round trip, so tuples compare equal to the lists a record holds.
@@ -175,9 +184,25 @@ class CheckpointManager:
             if field.startswith("config.model.") and (field in theirs) != (field in ours):
                 if "model" in record:  # a field only one side has: a different architecture
                     self._refuse(field, theirs.get(field), ours.get(field))
+        self.check_data(record)
         if template is not None:
             self._check_shapes(record, "param_shapes", template["params"], "parameter")
             self._check_shapes(record, "opt_state_shapes", template["opt_state"], "optimizer state")
+
+    def check_data(self, record: dict[str, Any]) -> None:
+        """The checkpoint's data-iterator state must belong to this run's dataset, split, input
+        path and (streamed) process count: otherwise the batches after it would differ."""
+        theirs, ours = record.get("data"), self._data
+        if not theirs or not ours:
+            return  # saved before data identities, or a reader that does not train
+        for field in ("dataset", "train_split", "streamed", "processes"):
+            if theirs.get(field) != ours.get(field):
+                raise IncompatibleCheckpointError(
+                    f"{self.directory} step {record.get('step')}: its data-iterator state "
+                    f"belongs to {field}={theirs.get(field)!r}, this run has "
+                    f"{field}={ours.get(field)!r}; resume with the same dataset and process "
+                    "count, or use another --workdir (nothing was deleted)"
+                )
 
     def _refuse(self, field: str, theirs, ours) -> None:
         fix = f"--{field}={theirs!r}" if field != "num_classes" else "the same dataset"
@@ -221,6 +246,7 @@ class CheckpointManager:
             "param_shapes": _shapes(host["params"]),
             "opt_state_shapes": _shapes(host["opt_state"]),
             "metrics": metrics,
+            "data": self._data,
         }
         self._manager.save(
             step,

@@ -242,6 +242,11 @@ def _validate_optim(config) -> None:
     decay = config.optim.weight_decay
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or decay < 0:
         _fail("optim.weight_decay", f"must be >= 0, got {decay!r}")
+    if "decay_epochs" in config.optim:
+        _check_positive(config, "optim.decay_epochs")
+        factor = config.optim.decay_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+            _fail("optim.decay_factor", f"must be in (0, 1], got {factor!r} (e.g. 0.1)")
     warmup = config.optim.warmup_epochs
     if not 0 <= warmup < config.num_epochs:
         _fail(
@@ -269,7 +274,23 @@ def _validate_data(config) -> None:
     held_out = data.get("validation_examples", 0)
     if isinstance(held_out, bool) or not isinstance(held_out, int) or held_out < 0:
         _fail("data.validation_examples", f"must be a whole number >= 0, got {held_out!r}")
+    _validate_stream(config)
     _validate_data_source(config)
+
+
+def _validate_stream(config) -> None:
+    """The streamed input path's fields (configs before it lack them: defaults apply)."""
+    data = config.data
+    if "max_cache_bytes" in data:
+        _check_positive(config, "data.max_cache_bytes")
+    if "shuffle_buffer" in data:
+        _check_positive(config, "data.shuffle_buffer", int)
+    if "eval_crop" in data:
+        crop = data.eval_crop
+        if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1:
+            _fail("data.eval_crop", f"must be in (0, 1], got {crop!r} (e.g. 0.875)")
+    if "stream" in data and not isinstance(data.stream, bool):
+        _fail("data.stream", f"must be True or False, got {data.stream!r}")
 
 
 def _validate_fraction_of_side(config, field: str, *, below: float, inclusive=False) -> None:

@@ -282,7 +282,12 @@ def _set_up(config, workdir: str) -> Run:
     model = steps.create_model(config, info.num_classes, axis_name=AXIS)
     image_shape = (config.data.image_size, config.data.image_size, 3)
     state = steps.create_train_state(model, tx, jax.random.key(config.seed), image_shape)
-    manager = checkpointing.CheckpointManager(workdir, config, num_classes=info.num_classes)
+    manager = checkpointing.CheckpointManager(
+        workdir,
+        config,
+        num_classes=info.num_classes,
+        data_identity=data.streams.iterator_identity(config.data, info),
+    )
     restored = manager.restore_latest(state)
     if restored is state and config.get("init_from"):  # a fresh run: start from the weights
         restored = weights.initialise_from(state, config.init_from, info.num_classes)

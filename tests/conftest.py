@@ -49,6 +49,23 @@ def stl10_prepared(tmp_path_factory):
     return Stl10Fixture(root, archive, config.data.data_dir, train_x, train_y, test_x, test_y)
 
 
+STL10_SHARDS = 3  # files per split of `stl10_sharded`: the streamed path shards by file
+
+
+@pytest.fixture(scope="session")
+def stl10_sharded(tmp_path_factory):
+    """The same kind of small STL10-layout archive, prepared in STL10_SHARDS files per split
+    (tfds writes one file for a split this small): what the streamed path reads."""
+    from senet_jax.data import sources, stl10_format
+
+    root = str(tmp_path_factory.mktemp("stl10_sharded_archive"))
+    archive = stl10_format.write_stl10_archive(root, STL10_TRAIN, STL10_TEST, seed=1)
+    data_dir = str(tmp_path_factory.mktemp("tfds_sharded"))
+    builder = sources.load_tfds().builder("stl10", data_dir=data_dir)
+    sources._prepare_stl10_offline(builder, archive, num_shards=STL10_SHARDS)
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def compile_cache(tmp_path_factory):
     """One persistent XLA cache for every train.py subprocess of the session."""

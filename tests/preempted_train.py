@@ -1,6 +1,8 @@
 """train.py with a real SIGTERM sent to itself once step N has run: fault injection for tests.
 
     python tests/preempted_train.py N --config ... --workdir ...
+    python tests/preempted_train.py N:SIGKILL ...   # kill -9 instead, 3 s after step N (so the
+                                                    # checkpoint saving in the background lands)
 
 The hook goes in through train_and_evaluate's `after_step` argument; the library reads
 no environment variable for it.
@@ -13,6 +15,7 @@ import os
 import runpy
 import signal
 import sys
+import time
 
 from senet_jax import trainer
 
@@ -20,10 +23,14 @@ TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main() -> None:
-    preempt_at = int(sys.argv.pop(1))
+    at, _, how = sys.argv.pop(1).partition(":")
+    preempt_at = int(at)
 
     def after_step(step: int) -> None:
-        if step == preempt_at:
+        if step == preempt_at and how == "SIGKILL":
+            time.sleep(3)
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif step == preempt_at:
             os.kill(os.getpid(), signal.SIGTERM)
 
     trainer.train_and_evaluate = functools.partial(

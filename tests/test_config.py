@@ -140,11 +140,13 @@ def test_defaults_and_smoke_config_are_valid(tmp_path):
     assert os.listdir(tmp_path) == []  # the write probe cleans up after itself
 
 
-@pytest.mark.parametrize("name", ["stl10_se_resnet", "stl10_finetune"])
+@pytest.mark.parametrize(
+    "name", ["stl10_se_resnet", "stl10_finetune", "imagenet_se_resnet50", "imagenet_resnet50"]
+)
 def test_residual_network_configs_are_valid(name):
     config = importlib.import_module(f"configs.{name}").get_config()
     config_lib.validate(config, device_count=8)
-    assert config.model.name.startswith("se_res")
+    assert "resnet" in config.model.name
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,8 @@ class DatasetInfo:
     num_train_examples: int  # what training sees: the train split less the validation holdout
     num_eval_examples: int  # the test (eval) split
     num_validation_examples: int = 0
+    streamed: bool = False  # read per process from files (data/streamed.py), not held in memory
+    shard_examples: tuple = ()  # streamed: training examples of each process's files
 
 
 @functools.cache
@@ -183,8 +185,9 @@ def _local_download_manager_cls():
     return LocalStl10DownloadManager
 
 
-def _prepare_stl10_offline(builder, archive: str) -> None:
-    """Runs the real tfds STL10 builder on a local archive, with no network access."""
+def _prepare_stl10_offline(builder, archive: str, num_shards: int | None = None) -> None:
+    """Runs the real tfds STL10 builder on a local archive, with no network access
+    (`num_shards` files per split when given: tests of the streamed path need several)."""
     tfds = load_tfds()
     source, packed = _resolve_stl10_archive(archive)
     if not packed:
@@ -211,7 +214,9 @@ def _prepare_stl10_offline(builder, archive: str) -> None:
     builder._make_download_manager = make_manager
     try:
         builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+            download_config=tfds.download.DownloadConfig(
+                try_download_gcs=False, num_shards=num_shards
+            )
         )
     finally:
         del builder._make_download_manager
@@ -360,7 +365,21 @@ def get_dataset_info(data) -> DatasetInfo:
         num_train_examples=train - held_out,
         num_eval_examples=num_examples(builder, data.eval_split, "eval_split"),
         num_validation_examples=held_out,
+        **_stream_layout(data, builder),
     )
+
+
+def _stream_layout(data, builder) -> dict:
+    """DatasetInfo's streamed fields: whether the split streams, and each process's share."""
+    from senet_jax.data import streamed
+
+    if not streamed.is_streamed(data, builder):
+        return {}
+    import jax
+
+    streamed.check_supported(data)
+    examples = streamed.shard_examples(builder, data.train_split, jax.process_count())
+    return {"streamed": True, "shard_examples": examples}
 
 
 def channel_statistics(data, images_of_split) -> tuple[tuple, tuple]:

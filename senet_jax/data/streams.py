@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from senet_jax.data import augment, sources
+from senet_jax.data import augment, sources, streamed
 from senet_jax.data.sources import DatasetInfo
 
 _ARRAY_CACHE: dict = {}
@@ -128,7 +128,7 @@ def _eval_shard(data, builder, split: str, index: int, count: int):
     tfds splits are read sharded (tfds.even_splits); the validation holdout and image folders
     (whose builder takes no sub-splits) are sliced in memory the same way.
     """
-    if split == VALIDATION:
+    if split == VALIDATION and data.get("validation_examples"):
         images, labels = _training_arrays(data, builder)[1]
     elif count > 1 and sources.folder.parse_folder_dataset(data.dataset) is not None:
         images, labels = _load_arrays(data, builder, split)
@@ -156,8 +156,22 @@ def statistics(data) -> tuple[tuple, tuple]:
 
 
 def steps_per_epoch(batch_size: int, info: DatasetInfo) -> int:
-    """Whole global batches per epoch; the remainder is dropped (a new random subset each epoch)."""
+    """Whole global batches per epoch; the remainder is dropped (a new random subset each epoch).
+    Streamed: the smallest process shard decides (every process runs the same steps)."""
+    if info.streamed:
+        return streamed.epoch_steps(batch_size, info.shard_examples)
     return info.num_train_examples // int(batch_size)
+
+
+def iterator_identity(data, info: DatasetInfo) -> dict:
+    """What the training stream after a checkpoint depends on besides (seed, step): saved with
+    every checkpoint, and a resume that differs is refused (checkpointing.check_data)."""
+    return {
+        "dataset": str(data.dataset),
+        "train_split": str(data.train_split),
+        "streamed": bool(info.streamed),
+        "processes": len(info.shard_examples) if info.streamed else None,
+    }
 
 
 def num_eval_steps(batch_size: int, num_examples: int, process_count: int | None = None) -> int:
@@ -181,16 +195,29 @@ def train_batches(
     process_count=None,
     local_devices=None,
 ) -> Iterator[dict]:
-    """Infinite training stream from global step `start_step`; see the module docstring.
-
-    Every process holds the whole (small, cached) split and takes its slice of each global
-    batch, so the batches, their order and augmentation do not depend on the process count.
-    """
-    tf = sources.load_tf()
-    index, _, local_devices, per_process = process_layout(
-        batch_size, process_index, process_count, local_devices
-    )
+    """Infinite training stream from global step `start_step`: in memory (see the module
+    docstring), or streamed from this process's files for large splits (data/streamed.py)."""
+    layout = process_layout(batch_size, process_index, process_count, local_devices)
     builder = sources.prepared_builder(data)
+    if streamed.is_streamed(data, builder):
+        streamed.check_supported(data)
+        return streamed.train_batches(
+            data,
+            builder,
+            batch_size=batch_size,
+            seed=seed,
+            start_step=start_step,
+            layout=layout,
+            stats=statistics(data),
+        )
+    return _memory_train_batches(data, builder, batch_size, seed, start_step, layout)
+
+
+def _memory_train_batches(data, builder, batch_size, seed, start_step, layout) -> Iterator[dict]:
+    """Every process holds the whole (small, cached) split and takes its slice of each global
+    batch, so the batches, their order and augmentation do not depend on the process count."""
+    tf = sources.load_tf()
+    index, _, local_devices, per_process = layout
     images_np, labels_np = _training_arrays(data, builder)[0]
     epoch_steps = len(labels_np) // batch_size
     if epoch_steps < 1:
@@ -259,13 +286,24 @@ def eval_batches(
     process_count=None,
     local_devices=None,
 ) -> Iterator[dict]:
-    """One pass over the split; padded examples carry mask=False; equal batch count per process."""
-    tf = sources.load_tf()
-    split = data.eval_split if split is None else split
-    index, count, local_devices, per_process = process_layout(
-        batch_size, process_index, process_count, local_devices
-    )
+    """One pass over the split; padded examples carry mask=False; equal batch count per process.
+
+    `split` "test" (the trainer's name for the held-out evaluation) reads config.data.eval_split.
+    """
+    split = data.eval_split if split in (None, "test") else split
+    layout = process_layout(batch_size, process_index, process_count, local_devices)
     builder = sources.prepared_builder(data)
+    holdout = split == VALIDATION and data.get("validation_examples")
+    if not holdout and streamed.is_streamed(data, builder):
+        return streamed.eval_batches(
+            data, builder, split, batch_size=batch_size, layout=layout, stats=statistics(data)
+        )
+    return _memory_eval_batches(data, builder, split, batch_size, layout)
+
+
+def _memory_eval_batches(data, builder, split, batch_size, layout) -> Iterator[dict]:
+    tf = sources.load_tf()
+    index, count, local_devices, per_process = layout
     (images_np, labels_np), total = _eval_shard(data, builder, split, index, count)
     n = len(labels_np)
     if n == 0:  # a process with an empty shard still yields masked batches (pmap needs them)
