@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import NoReturn
 
 log = logging.getLogger("senet_jax")
 
@@ -206,16 +207,17 @@ def _file_sha256(path: str, chunk_bytes: int) -> str:
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
-def _attempt(url: str, part: _Partial, timeout: float, chunk_bytes: int, bar: _Progress) -> str:
-    """One HTTP request; returns 'done', 'restart' (try again at once) or 'complete?' (416)."""
+def _open(url: str, part: _Partial, timeout: float):
+    """The HTTP response for the bytes part still lacks, or 'complete?' on a 416.
+
+    Kept apart from reading the body: every way of failing to connect maps to either a
+    DownloadError (permanent: fix and rerun) or a _Dropped (transient: retried) here.
+    """
     headers = {"User-Agent": _USER_AGENT}
     if part.offset:
         headers["Range"] = f"bytes={part.offset}-"
-    host = urllib.parse.urlparse(url).netloc
     try:
-        response = urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=timeout
-        )
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
         e.close()
         if e.code == 416 and part.offset:
@@ -227,66 +229,182 @@ def _attempt(url: str, part: _Partial, timeout: float, chunk_bytes: int, bar: _P
             "(config.data.stl10_url) or download the file by hand and set config.data.stl10_archive"
         ) from None
     except urllib.error.URLError as e:
-        reason = e.reason
-        if isinstance(reason, socket.gaierror):
-            raise DownloadError(
-                f"download of {url} failed: host {host!r} not found ({reason.strerror or reason}); "
-                "check the URL and the network (DNS, proxy), or download the file by hand and set "
-                "config.data.stl10_archive"
-            ) from None
-        if isinstance(reason, ConnectionRefusedError):
-            raise DownloadError(
-                f"download of {url} failed: {host} refused the connection; check the URL and that "
-                "the server is up, or download the file by hand and set config.data.stl10_archive"
-            ) from None
-        if isinstance(reason, TimeoutError):
-            raise _Dropped(f"no answer within {timeout:g} s") from None
-        raise _Dropped(f"cannot connect ({reason})") from None
+        _url_error(url, e.reason, timeout)
     except TimeoutError:
         raise _Dropped(f"no answer within {timeout:g} s") from None
     except (OSError, http.client.HTTPException) as e:
         raise _Dropped(f"connection failed ({type(e).__name__}: {e})") from None
 
-    with response:
-        length = response.headers.get("Content-Length")
-        length = int(length) if length and length.isdigit() else None
-        if part.offset and response.status == 200:
+
+def _url_error(url: str, reason, timeout: float) -> NoReturn:
+    """Raises for a URLError's reason: unknown host or refused is permanent, the rest transient."""
+    host = urllib.parse.urlparse(url).netloc
+    if isinstance(reason, socket.gaierror):
+        raise DownloadError(
+            f"download of {url} failed: host {host!r} not found ({reason.strerror or reason}); "
+            "check the URL and the network (DNS, proxy), or download the file by hand and set "
+            "config.data.stl10_archive"
+        ) from None
+    if isinstance(reason, ConnectionRefusedError):
+        raise DownloadError(
+            f"download of {url} failed: {host} refused the connection; check the URL and that "
+            "the server is up, or download the file by hand and set config.data.stl10_archive"
+        ) from None
+    if isinstance(reason, TimeoutError):
+        raise _Dropped(f"no answer within {timeout:g} s") from None
+    raise _Dropped(f"cannot connect ({reason})") from None
+
+
+def _body_length(url: str, response, part: _Partial) -> tuple[bool, int | None]:
+    """(usable, length): whether the body continues part, and its byte count (None: unknown).
+
+    Kept apart from the read loop: a server that ignores Range (200) restarts the file here
+    and the body is read from byte 0; one that resumes at the wrong offset restarts it and
+    the body is not usable (the caller asks again).
+    """
+    length = response.headers.get("Content-Length")
+    length = int(length) if length and length.isdigit() else None
+    if part.offset and response.status == 200:
+        log.warning(
+            "download of %s: the server ignored the Range request (answered 200, not 206); "
+            "restarting from the first byte",
+            url,
+        )
+        part.restart()
+    elif response.status == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) != part.offset:
             log.warning(
-                "download of %s: the server ignored the Range request (answered 200, not 206); "
-                "restarting from the first byte",
+                "download of %s: the server resumed at the wrong offset (Content-Range %r, "
+                "asked for byte %d); restarting from the first byte",
                 url,
+                response.headers.get("Content-Range"),
+                part.offset,
             )
             part.restart()
-        elif response.status == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != part.offset:
-                log.warning(
-                    "download of %s: the server resumed at the wrong offset (Content-Range %r, "
-                    "asked for byte %d); restarting from the first byte",
-                    url,
-                    response.headers.get("Content-Range"),
-                    part.offset,
-                )
-                part.restart()
-                return "restart"
-            if match.group(3) != "*":
-                length = int(match.group(3)) - part.offset
+            return False, None
+        if match.group(3) != "*":
+            length = int(match.group(3)) - part.offset
+    return True, length
+
+
+def _receive(response, part: _Partial, timeout: float, chunk_bytes: int, bar: _Progress) -> None:
+    """Streams the body into part; a stall, drop or short body is a _Dropped (resumable)."""
+    while True:
+        try:
+            block = response.read(chunk_bytes)
+        except TimeoutError:
+            raise _Dropped(f"no data for {timeout:g} s") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise _Dropped(f"connection dropped ({type(e).__name__}: {e})") from None
+        if not block:
+            break
+        part.write(block)
+        bar.update(len(block))
+    if part.total is not None and part.offset < part.total:
+        raise _Dropped(f"connection closed after {part.offset} of {part.total} bytes")
+
+
+def _attempt(url: str, part: _Partial, timeout: float, chunk_bytes: int, bar: _Progress) -> str:
+    """One HTTP request; returns 'done', 'restart' (try again at once) or 'complete?' (416)."""
+    response = _open(url, part, timeout)
+    if isinstance(response, str):
+        return response  # 'complete?'
+    with response:
+        usable, length = _body_length(url, response, part)
+        if not usable:
+            return "restart"
         part.total = part.offset + length if length is not None else None
         bar.start(part.total, part.offset)
-        while True:
-            try:
-                block = response.read(chunk_bytes)
-            except TimeoutError:
-                raise _Dropped(f"no data for {timeout:g} s") from None
-            except (OSError, http.client.HTTPException) as e:
-                raise _Dropped(f"connection dropped ({type(e).__name__}: {e})") from None
-            if not block:
-                break
-            part.write(block)
-            bar.update(len(block))
-        if part.total is not None and part.offset < part.total:
-            raise _Dropped(f"connection closed after {part.offset} of {part.total} bytes")
+        _receive(response, part, timeout, chunk_bytes, bar)
     return "done"
+
+
+def _kept(dest_path: str, expected: str | None, chunk_bytes: int) -> bool:
+    """Whether dest_path already holds the file (its digest matches, or none was given)."""
+    if not os.path.isfile(dest_path):
+        return False
+    if expected is None or _file_sha256(dest_path, chunk_bytes) == expected:
+        return True
+    log.warning("%s exists but its SHA-256 is not %s; downloading it again", dest_path, expected)
+    return False
+
+
+def _retry_wait(
+    url: str, reason: str, part: _Partial, failures: int, retries: int, wait_s: float
+) -> float:
+    """Seconds to wait before the next attempt; DownloadError once retries are used up.
+
+    The wait doubles with each failure in a row (a struggling server gets room to recover).
+    """
+    if failures > retries:
+        raise DownloadError(
+            f"download of {url} failed: {reason}, {failures} attempts in a row "
+            f"(resumable: {part.offset} bytes kept in {part.path}); check the network "
+            "and run again, raise the timeout, or download the file by hand and set "
+            "config.data.stl10_archive"
+        ) from None
+    wait = wait_s * 2 ** max(failures - 1, 0)
+    log.warning(
+        "download of %s: %s; retrying from byte %d in %.0f s (%s)",
+        url,
+        reason,
+        part.offset,
+        wait,
+        f"failure {failures} of {retries} in a row" if failures else "bytes arrived",
+    )
+    return wait
+
+
+def _fetch(
+    url: str,
+    part: _Partial,
+    expected: str | None,
+    bar: _Progress,
+    *,
+    retries: int,
+    timeout: float,
+    chunk_bytes: int,
+    retry_wait_s: float,
+) -> None:
+    """Attempts until part holds the whole body: the retry and resume loop of download."""
+    failures = 0
+    while True:
+        start = part.offset
+        try:
+            outcome = _attempt(url, part, timeout, chunk_bytes, bar)
+        except _Dropped as e:
+            failures = 0 if part.offset > start else failures + 1
+            wait = _retry_wait(url, e.reason, part, failures, retries, retry_wait_s)
+            bar.close()
+            time.sleep(wait)
+            continue
+        if outcome == "complete?":
+            # Range not satisfiable: the partial may hold the whole file already.
+            if expected is not None and part.hasher.hexdigest() == expected:
+                return
+            log.warning(
+                "download of %s: the server cannot resume at byte %d; restarting", url, start
+            )
+            part.restart()
+            continue
+        if outcome == "done":
+            return
+
+
+def _publish(url: str, part: _Partial, dest_path: str, expected: str | None) -> None:
+    """Moves the finished partial to dest_path, only once its digest matched (or none given)."""
+    actual = part.hasher.hexdigest()
+    if expected is not None and actual != expected:
+        part.discard()
+        raise DownloadError(
+            f"download of {url}: SHA-256 mismatch (expected {expected}, got {actual}); the file "
+            "was deleted. For a mirror with a different archive set config.data.stl10_sha256, "
+            "otherwise check the URL (config.data.stl10_url) and run again"
+        )
+    if expected is None:
+        log.info("downloaded %s, SHA-256 %s (not verified: no checksum given)", dest_path, actual)
+    os.replace(part.path, dest_path)
 
 
 def download(
@@ -311,56 +429,25 @@ def download(
     """
     dest_path = os.fspath(dest_path)
     expected = sha256.strip().lower() if sha256 else None
-    if os.path.isfile(dest_path):
-        if expected is None or _file_sha256(dest_path, chunk_bytes) == expected:
-            return dest_path
-        log.warning(
-            "%s exists but its SHA-256 is not %s; downloading it again", dest_path, expected
-        )
+    if _kept(dest_path, expected, chunk_bytes):
+        return dest_path
     os.makedirs(os.path.dirname(os.path.abspath(dest_path)), exist_ok=True)
     use_bar = sys.stderr.isatty() if progress is None else bool(progress)
     bar = _Progress(os.path.basename(dest_path), use_bar)
     part = _Partial(dest_path + ".partial", url, chunk_bytes)
     if part.offset:
         log.info("resuming %s from byte %d", part.path, part.offset)
-    failures = 0
     try:
-        while True:
-            start = part.offset
-            try:
-                outcome = _attempt(url, part, timeout, chunk_bytes, bar)
-            except _Dropped as e:
-                failures = 0 if part.offset > start else failures + 1
-                if failures > retries:
-                    raise DownloadError(
-                        f"download of {url} failed: {e.reason}, {failures} attempts in a row "
-                        f"(resumable: {part.offset} bytes kept in {part.path}); check the network "
-                        "and run again, raise the timeout, or download the file by hand and set "
-                        "config.data.stl10_archive"
-                    ) from None
-                wait = retry_wait_s * 2 ** max(failures - 1, 0)
-                log.warning(
-                    "download of %s: %s; retrying from byte %d in %.0f s (%s)",
-                    url,
-                    e.reason,
-                    part.offset,
-                    wait,
-                    f"failure {failures} of {retries} in a row" if failures else "bytes arrived",
-                )
-                bar.close()
-                time.sleep(wait)
-                continue
-            if outcome == "complete?":
-                # Range not satisfiable: the partial may hold the whole file already.
-                if expected is not None and part.hasher.hexdigest() == expected:
-                    break
-                log.warning(
-                    "download of %s: the server cannot resume at byte %d; restarting", url, start
-                )
-                part.restart()
-                continue
-            if outcome == "done":
-                break
+        _fetch(
+            url,
+            part,
+            expected,
+            bar,
+            retries=retries,
+            timeout=timeout,
+            chunk_bytes=chunk_bytes,
+            retry_wait_s=retry_wait_s,
+        )
         bar.close()
         part.finish()
     except BaseException:
@@ -370,15 +457,5 @@ def download(
         else:
             part.discard()  # an empty file would only suggest there is something to resume
         raise
-    actual = part.hasher.hexdigest()
-    if expected is not None and actual != expected:
-        part.discard()
-        raise DownloadError(
-            f"download of {url}: SHA-256 mismatch (expected {expected}, got {actual}); the file "
-            "was deleted. For a mirror with a different archive set config.data.stl10_sha256, "
-            "otherwise check the URL (config.data.stl10_url) and run again"
-        )
-    if expected is None:
-        log.info("downloaded %s, SHA-256 %s (not verified: no checksum given)", dest_path, actual)
-    os.replace(part.path, dest_path)
+    _publish(url, part, dest_path, expected)
     return dest_path

@@ -108,13 +108,8 @@ def _fail_on(bad: list[tuple[str, str]], path: str, what: str) -> None:
     )
 
 
-def check_image_folder(path: str, *, decode: bool = True) -> None:
-    """Raises FolderDatasetError (one line) unless path is a usable train/test image folder.
-
-    Checks the layout (both splits, at least 2 classes, the same classes in both, images in
-    every class folder and none loose in a split folder), the first bytes of every image, and
-    with decode (default) that TensorFlow decodes every image.
-    """
+def _check_root(path: str) -> None:
+    """The dataset path itself exists and is a folder: the first thing a typo breaks."""
     where = _where(path)
     if not os.path.exists(path):
         raise FolderDatasetError(
@@ -126,46 +121,67 @@ def check_image_folder(path: str, *, decode: bool = True) -> None:
             f"{where}: {path} is a file, not a folder; give a folder holding train/<class>/ and "
             "test/<class>/ image folders"
         )
+
+
+def _check_split(path: str, split: str) -> tuple[list[str], list[str]]:
+    """The class names and image files of one split folder, after its layout checks.
+
+    Kept apart from check_image_folder so each split's rules (folder present, no loose
+    images, images in every class, at least 2 classes) read as one unit.
+    """
+    where = _where(path)
+    split_dir = os.path.join(path, split)
+    if not os.path.isdir(split_dir):
+        found = _subfolders(path)
+        raise FolderDatasetError(
+            f"{where}: no {split}/ folder in {path} (found: {found or 'no folders'}); the "
+            f"layout is {path}/train/<class>/*.jpg and {path}/test/<class>/*.jpg"
+        )
+    loose = [name for name in sorted(os.listdir(split_dir)) if _is_image(name)]
+    if loose:
+        raise FolderDatasetError(
+            f"{where}: {split_dir} holds {len(loose)} image(s) outside class folders (e.g. "
+            f"{loose[0]}); move each into {split}/<class>/, the folder name is its label"
+        )
+    classes = _subfolders(split_dir)
+    per_class = {c: _images(os.path.join(split_dir, c)) for c in classes}
+    if not any(per_class.values()):
+        raise FolderDatasetError(
+            f"{where}: {split_dir} holds no images ({'/'.join(IMAGE_EXTENSIONS)} files in "
+            f"class folders, e.g. {split}/cat/1.jpg)"
+        )
+    empty = [c for c, images in per_class.items() if not images]
+    if empty:
+        raise FolderDatasetError(
+            f"{where}: class folder(s) {', '.join(os.path.join(split_dir, c) for c in empty)} "
+            f"hold no {'/'.join(IMAGE_EXTENSIONS)} images; add images or remove the folder"
+        )
+    if len(classes) < 2:
+        raise FolderDatasetError(
+            f"{where}: {split_dir} has a single class folder ({classes[0]!r}); at least "
+            "2 classes are needed, one sub-folder per class"
+        )
+    return classes, [f for images in per_class.values() for f in images]
+
+
+def check_image_folder(path: str, *, decode: bool = True) -> None:
+    """Raises FolderDatasetError (one line) unless path is a usable train/test image folder.
+
+    Checks the layout (both splits, at least 2 classes, the same classes in both, images in
+    every class folder and none loose in a split folder), the first bytes of every image, and
+    with decode (default) that TensorFlow decodes every image.
+    """
+    _check_root(path)
     classes = {}
     files = []
     for split in SPLITS:
-        split_dir = os.path.join(path, split)
-        if not os.path.isdir(split_dir):
-            found = _subfolders(path)
-            raise FolderDatasetError(
-                f"{where}: no {split}/ folder in {path} (found: {found or 'no folders'}); the "
-                f"layout is {path}/train/<class>/*.jpg and {path}/test/<class>/*.jpg"
-            )
-        loose = [name for name in sorted(os.listdir(split_dir)) if _is_image(name)]
-        if loose:
-            raise FolderDatasetError(
-                f"{where}: {split_dir} holds {len(loose)} image(s) outside class folders (e.g. "
-                f"{loose[0]}); move each into {split}/<class>/, the folder name is its label"
-            )
-        classes[split] = _subfolders(split_dir)
-        per_class = {c: _images(os.path.join(split_dir, c)) for c in classes[split]}
-        if not any(per_class.values()):
-            raise FolderDatasetError(
-                f"{where}: {split_dir} holds no images ({'/'.join(IMAGE_EXTENSIONS)} files in "
-                f"class folders, e.g. {split}/cat/1.jpg)"
-            )
-        empty = [c for c, images in per_class.items() if not images]
-        if empty:
-            raise FolderDatasetError(
-                f"{where}: class folder(s) {', '.join(os.path.join(split_dir, c) for c in empty)} "
-                f"hold no {'/'.join(IMAGE_EXTENSIONS)} images; add images or remove the folder"
-            )
-        if len(classes[split]) < 2:
-            raise FolderDatasetError(
-                f"{where}: {split_dir} has a single class folder ({classes[split][0]!r}); at least "
-                "2 classes are needed, one sub-folder per class"
-            )
-        files.extend(f for images in per_class.values() for f in images)
+        classes[split], split_files = _check_split(path, split)
+        files.extend(split_files)
     if classes["train"] != classes["test"]:
         only_train = sorted(set(classes["train"]) - set(classes["test"]))
         only_test = sorted(set(classes["test"]) - set(classes["train"]))
         raise FolderDatasetError(
-            f"{where}: the classes differ between train/ and test/ (only in train: "
+            f"{_where(path)}: the classes differ between train/ and test/ (only in train: "
             f"{only_train or 'none'}; only in test: {only_test or 'none'}); every class needs a "
             "folder in both"
         )

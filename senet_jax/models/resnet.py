@@ -323,9 +323,12 @@ class ResNet(nn.Module):
                     f"{list(STAGE_NAMES)} (or the stage numbers 2-5)"
                 )
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        self.check_options()
+    def _layers(self, train: bool):
+        """The norm and conv factories every unit shares, bound to this model's options.
+
+        Split out of __call__ (which stays the one compact method); creates no modules, so
+        parameter names and creation order are those of an inline definition.
+        """
         # BatchNorm (+ ReLU) fused with its own backward (models/ops/norm.py).
         norm = functools.partial(
             BatchNormAct,
@@ -344,10 +347,14 @@ class ResNet(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
-        width = functools.partial(scale_width, width_multiplier=self.width_multiplier)
-        s = (self.stem_strides,) * 2
+        return norm, conv
 
-        x = x.astype(self.dtype)
+    def _stem(self, x: jnp.ndarray, norm, conv, width) -> jnp.ndarray:
+        """The stem (7x7 or SENet-154's deep three 3x3) and its max-pool.
+
+        Called from __call__, so its modules are __call__'s (names stem_conv*/stem_bn*).
+        """
+        s = (self.stem_strides,) * 2
         if self.stem == "deep":
             x = norm(name="stem_bn1")(conv(width(64), (3, 3), s, name="stem_conv1")(x))
             x = norm(name="stem_bn2")(conv(width(64), (3, 3), name="stem_conv2")(x))
@@ -356,8 +363,13 @@ class ResNet(nn.Module):
         else:
             x = conv(width(self.stem_features), (7, 7), s, name="stem_conv1")(x)
             x = norm(name="stem_bn1")(x)
-        x = max_pool_3x3_s2(x, self.stem_pool, self.padding)
+        return max_pool_3x3_s2(x, self.stem_pool, self.padding)
 
+    def _stages(self, x: jnp.ndarray, norm, conv, width) -> jnp.ndarray:
+        """The residual stages, units named conv<k>_<i> (conv2_1 ... conv5_3 in ResNet-50).
+
+        Called from __call__, so its modules are __call__'s, named as before the split.
+        """
         expansion = 4 if self.bottleneck else 1
         for stage, (blocks, planes, stride) in enumerate(
             zip(self.stage_sizes, STAGE_PLANES, STAGE_STRIDES)
@@ -383,6 +395,15 @@ class ResNet(nn.Module):
                     param_dtype=self.param_dtype,
                     name=f"{name[:-2]}_{i + 1}",
                 )(x)
+        return x
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        self.check_options()
+        norm, conv = self._layers(train)
+        width = functools.partial(scale_width, width_multiplier=self.width_multiplier)
+        x = self._stem(x.astype(self.dtype), norm, conv, width)
+        x = self._stages(x, norm, conv, width)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.Dense(
