@@ -2,7 +2,7 @@
 
     python benchmarks/train_step.py --model se_mobilenet_v1 --batch-size 64 \
         --image-size 96 --dtype float32 --stem-strides 2 --steps 10
-    PYTHONPATH=. python benchmarks/train_step.py --model se_resnet50 --batch-size 16 \
+    python benchmarks/train_step.py --model se_resnet50 --batch-size 16 \
         --image-size 128 --stem-strides 2 --model-option stride_in_1x1=false \
         --model-option stem_pool=pad          # timm's seresnet50 layout (torch_resnet_peer.py)
 

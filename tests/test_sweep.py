@@ -467,7 +467,16 @@ def test_module_entry_point_reports_bad_field(config_path, tmp_path):
 
 # ---------------------------------------------------------------- the ablation configs
 
-ABLATIONS = ["reduction", "squeeze", "gate", "blocks", "with_without_se"]
+ABLATIONS = [
+    "reduction",
+    "squeeze",
+    "gate",
+    "blocks",
+    "with_without_se",
+    "resnet_placement",
+    "resnet_stages",
+    "resnet_reduction",
+]
 
 
 def docstring_command(module) -> list[str]:
