@@ -43,15 +43,10 @@ def parse_folder_dataset(name) -> str | None:
 
 
 def _tf():
-    """TensorFlow with accelerators hidden: the devices belong to JAX."""
-    import tensorflow as tf
+    """TensorFlow as the data package sets it up (sources imports this module: import late)."""
+    from senet_jax.data.sources import load_tf
 
-    try:
-        tf.config.set_visible_devices([], "GPU")
-        tf.config.set_visible_devices([], "TPU")
-    except (RuntimeError, ValueError):
-        pass  # already initialised, or no such device type
-    return tf
+    return load_tf()
 
 
 def _where(path: str) -> str:
