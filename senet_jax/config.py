@@ -229,6 +229,23 @@ def _validate_se(config) -> None:
             f"({', '.join(map(str, unknown))}); use all, or a comma-separated "
             f"list of {valid} (e.g. --config.model.se.blocks={architecture.SE_BLOCKS[-1]})",
         )
+    _check_architecture_options(config)
+
+
+def _check_architecture_options(config) -> None:
+    """What only the network itself knows (e.g. no SE on the 3x3 of a basic-block ResNet):
+    its own check, run on the module without building any parameters."""
+    from senet_jax import models
+
+    model = models.create_model(**config.model.to_dict(), num_classes=2)
+    check = getattr(model, "check_options", None)
+    if check is None:
+        return
+    try:
+        check()
+    except ValueError as e:
+        field = "model.se.placement" if "placement" in str(e) else "model"
+        _fail(field, f"{e} ({config.model.name})")
 
 
 def _validate_optim(config) -> None:

@@ -154,6 +154,11 @@ def test_residual_network_configs_are_valid(name):
     [
         ({"model.se.placement": "inside"}, "config.model.se.placement: 'inside' is not known"),
         ({"model.se.blocks": "conv6_x"}, "names no block of se_resnet18.*conv5_x"),
+        (
+            {"model.se.placement": "conv3x3"},
+            r"config\.model\.se\.placement: SE placement 'conv3x3' is not available in this "
+            r"basic-block network.*\(se_resnet18\)",
+        ),
     ],
 )
 def test_residual_network_se_options_are_checked(overrides, fix):

@@ -315,8 +315,7 @@ class ResNet(nn.Module):
                 f"network: use one of {list(valid)}"
             )
         if self.se.blocks != "all":
-            known = {*STAGE_NAMES, 2, 3, 4, 5}
-            bad = [b for b in self.se.blocks if b not in known]
+            bad = [b for b in self.se.blocks if b not in SE_BLOCKS]
             if bad:
                 raise ValueError(
                     f"SE blocks {bad} are not stages of this network: use 'all' or a list of "
