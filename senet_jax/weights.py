@@ -258,6 +258,18 @@ def load_pretrained(directory: str, **model_overrides):
 # ---- the conversion command (torch/timm imported here only) ----
 
 
+def allow_torch_beside_tensorflow() -> None:
+    """Call before importing torch or timm: lets them load in a process that runs TensorFlow.
+
+    torch probes for triton on import (timm's torchvision triggers it), and triton's
+    compiler library crashes the process (SIGSEGV) when TensorFlow is already loaded:
+    torch 2.14.1 with tensorflow-cpu 2.21, e.g. a notebook that read data, then converts
+    weights. Conversion never compiles, so triton is marked absent and torch runs without it.
+    """
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None  # `import triton` now raises ImportError
+
+
 def read_checkpoint(path: str) -> dict[str, np.ndarray]:
     """A timm state_dict from .safetensors (no torch needed) or .pth/.pt/.bin (torch.load)."""
     if not os.path.isfile(path):
@@ -266,6 +278,7 @@ def read_checkpoint(path: str) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file
 
         return load_file(path)
+    allow_torch_beside_tensorflow()
     import torch
 
     try:
@@ -287,6 +300,7 @@ def read_checkpoint(path: str) -> dict[str, np.ndarray]:
 
 def timm_preprocessing(name: str) -> dict[str, Any]:
     """The evaluation preprocessing of timm's default pretrained weights for `name`."""
+    allow_torch_beside_tensorflow()
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name.split(".")[0])

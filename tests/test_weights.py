@@ -13,6 +13,7 @@ import pytest
 
 from senet_jax import weights
 
+weights.allow_torch_beside_tensorflow()  # whichever test module loaded TensorFlow first
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
@@ -195,6 +196,23 @@ def test_the_library_does_not_import_torch_or_timm():
     env = {**os.environ, "PYTHONPATH": REPO}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_torch_and_timm_load_after_tensorflow(tmp_path):
+    """A notebook that read data (TensorFlow loaded) then converts weights: no crash."""
+    path = str(tmp_path / "tiny.pth")
+    torch.save({"state_dict": {"fc.weight": torch.ones(2, 3)}}, path)
+    code = (
+        "import tensorflow\n"
+        "from senet_jax import weights\n"
+        f"state = weights.read_checkpoint({path!r})\n"
+        "assert state['fc.weight'].shape == (2, 3)\n"
+        "print(weights.timm_preprocessing('seresnet50')['crop_size'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "224"
 
 
 def _tiny_model_directory(tmp_path, num_classes=1000):

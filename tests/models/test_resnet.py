@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from senet_jax import weights
 from senet_jax.models import create_model, list_models
 from senet_jax.models.ops.conv import Conv
 from senet_jax.models.ops.depthwise import DepthwiseConv
@@ -27,6 +28,7 @@ def param_count(model, image_size=224):
 
 def timm_param_count(name):
     """timm's count, built on the meta device: no memory, no weights, no download."""
+    weights.allow_torch_beside_tensorflow()  # another test module may have loaded TensorFlow
     timm = pytest.importorskip("timm")
     model = timm.create_model(name, pretrained=False, device="meta")
     return sum(p.numel() for p in model.parameters())
