@@ -189,12 +189,17 @@ def _validate_init_from(config) -> None:
 
 def _validate_model(config) -> None:
     from senet_jax import models
-    from senet_jax.models.ops.conv import CONV_IMPLEMENTATIONS
+    from senet_jax.models.ops.conv import CONV_IMPLEMENTATIONS, resolve_conv_implementation
     from senet_jax.models.ops.depthwise import FORMULATIONS
 
     _check_choice(config, "model.name", models.list_models())
     _check_choice(config, "model.depthwise_implementation", {"auto", *FORMULATIONS})
     _check_choice(config, "model.conv_implementation", {"auto", *CONV_IMPLEMENTATIONS})
+    if config.model.conv_implementation == "onednn":
+        try:  # CPU only, and its library must build here: say so before any work.
+            resolve_conv_implementation("onednn")
+        except ValueError as e:
+            _fail("model.conv_implementation", str(e))
     _check_choice(config, "model.stem_strides", {1, 2})
     _check_positive(config, "model.width_multiplier")
     _check_fraction(config, "model.dropout_rate")

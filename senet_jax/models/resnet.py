@@ -264,7 +264,7 @@ class ResNet(nn.Module):
         instead of 32 (a 6x6 last map at 96x96), at 4x the multiply-adds, same parameters.
       depthwise_implementation: accepted for a shared config.model and unused (no
         depthwise convolutions here).
-      conv_implementation: ops.conv.Conv's "auto"/"matmul"/"native" for the ungrouped
+      conv_implementation: ops.conv.Conv's "auto"/"onednn"/"matmul"/"native" for the ungrouped
         convolutions; grouped 3x3s always run natively.
       bn_axis_name: BatchNorm averages its batch statistics over that pmap axis.
     """

@@ -188,7 +188,7 @@ def test_same_padding_matches_flax_same(size):
     x = jnp.asarray(rng.randn(2, size, size, 4).astype(np.float32))
     ref = nn.Conv(6, (3, 3), strides=(2, 2), padding="SAME", use_bias=False)
     params = ref.init(jax.random.key(0), x)
-    for implementation in ("matmul", "native"):
+    for implementation in ("onednn", "matmul", "native"):
         ours = Conv(6, (3, 3), (2, 2), implementation=implementation, padding="same")
         np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-5)
     ref = nn.Conv(4, (3, 3), strides=(2, 2), padding="SAME", feature_group_count=4, use_bias=False)

@@ -1,7 +1,9 @@
-"""Dense k x k convolutions (the stem and the 1x1s) in two exact formulations.
+"""Dense k x k convolutions in three exact formulations, chosen per backend.
 
-"matmul" runs them as 2-D matrix products, fastest on XLA:CPU; "native" is
-lax.conv_general_dilated, fastest on GPU/TPU (benchmarks/RESULTS.md).
+"onednn" calls oneDNN's direct convolutions (ops/onednn.py), fastest on XLA:CPU;
+"matmul" runs them as im2col + 2-D matrix products, the CPU fallback where oneDNN
+cannot be built; "native" is lax.conv_general_dilated, fastest on GPU/TPU
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -10,18 +12,22 @@ import functools
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from absl import logging
 from jax import lax
 
-from senet_jax.models.ops import backend_choice
+from senet_jax.models.ops import backend_choice, onednn
 
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
-# How the 1x1 and stem convolutions run: "matmul" (2-D matrix products, fastest on XLA:CPU)
-# or "native" (lax.conv_general_dilated, fastest on GPU/TPU). Both are exact.
-CONV_IMPLEMENTATIONS = ("matmul", "native")
-# Backend -> what conv_implementation="auto" picks; unlisted backends get "native".
-AUTO_CONV_BY_BACKEND = {"cpu": "matmul"}
+# How ungrouped convolutions run: "onednn" (oneDNN's direct convolutions, CPU only, float32),
+# "matmul" (im2col + 2-D matrix products) or "native" (lax.conv_general_dilated, fastest on
+# GPU/TPU). All three are exact.
+CONV_IMPLEMENTATIONS = ("onednn", "matmul", "native")
+# Backend -> what conv_implementation="auto" picks; unlisted backends get "native". On CPU,
+# "onednn" where its library builds (else "matmul", said once in the log).
+AUTO_CONV_BY_BACKEND = {"cpu": "onednn"}
 
 
 # How spatial borders are padded: "torch" pads k // 2 on both sides (PyTorch and Caffe, so
@@ -42,18 +48,43 @@ def conv_padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int
 
 
 def resolve_conv_implementation(name: str) -> str:
-    """Maps "auto" to the implementation measured fastest on the default backend."""
-    return backend_choice.resolve(
+    """Maps "auto" to the implementation measured fastest on the default backend.
+
+    Raises ValueError for "onednn" off CPU or where its library cannot be built.
+    """
+    resolved = backend_choice.resolve(
         "conv", name, CONV_IMPLEMENTATIONS, AUTO_CONV_BY_BACKEND, "native"
     )
+    if resolved != "onednn":
+        return resolved
+    if name == "auto" and not onednn.available():
+        _log_fallback_once(onednn.unavailable_reason())
+        return "matmul"
+    if jax.default_backend() != "cpu":
+        raise ValueError(
+            f"conv implementation 'onednn' runs on CPU only, not {jax.default_backend()}: "
+            "use 'auto' or 'native'"
+        )
+    if not onednn.available():
+        raise ValueError(
+            f"conv implementation 'onednn' is unavailable here ({onednn.unavailable_reason()}): "
+            "use 'auto' or 'matmul'"
+        )
+    return resolved
+
+
+@functools.cache
+def _log_fallback_once(reason: str | None) -> None:
+    logging.warning("oneDNN convolutions unavailable (%s); CPU convolutions use 'matmul'", reason)
 
 
 class Conv(nn.Module):
     """A bias-free k x k convolution, padded by `padding` (PADDINGS); parameters exactly as nn.Conv.
 
     Grouped convolutions (feature_group_count > 1, ResNeXt's 3x3) always run natively.
+    "onednn" (the "auto" choice on CPU) applies to float32; other dtypes use "matmul".
 
-    With implementation "matmul" (the "auto" choice on CPU) it runs as patches
+    With implementation "matmul" it runs as patches
     [N*H'*W', k*k*C] times the kernel reshaped to [k*k*C, F] (for 1x1 the patches are
     the input itself). XLA:CPU's matmul path trains the 1x1 layers about 3x faster than
     its convolution path, and the 3-channel stem's convolution path is slow while its
@@ -88,7 +119,14 @@ class Conv(nn.Module):
             conv_padding(h, kh, sh, self.padding),
             conv_padding(w, kw, sw, self.padding),
         )
-        if groups > 1 or resolve_conv_implementation(self.implementation) == "native":
+        implementation = (
+            "native" if groups > 1 else resolve_conv_implementation(self.implementation)
+        )
+        # "auto" keeps 1x1s as plain matmuls, measured faster than oneDNN's on both families.
+        pointwise_auto = self.implementation == "auto" and kh * kw == 1
+        if implementation == "onednn" and x.dtype == jnp.float32 and not pointwise_auto:
+            return onednn.conv2d(x, kernel, tuple(self.strides), padding)
+        if implementation == "native":
             return lax.conv_general_dilated(
                 x,
                 kernel,

@@ -105,7 +105,7 @@ def test_depthwise_module_params_match_grouped_conv():
     assert jax.tree.map(jnp.shape, ours) == jax.tree.map(jnp.shape, native)
 
 
-@pytest.mark.parametrize("implementation", ["matmul", "native", "auto"])
+@pytest.mark.parametrize("implementation", ["onednn", "matmul", "native", "auto"])
 @pytest.mark.parametrize(
     "module,native",
     [
@@ -136,7 +136,7 @@ def test_convolutions_match_nn_conv(module, native, implementation):
 
 
 @pytest.mark.parametrize(
-    "backend,expected", [("cpu", "matmul"), ("gpu", "native"), ("tpu", "native")]
+    "backend,expected", [("cpu", "onednn"), ("gpu", "native"), ("tpu", "native")]
 )
 def test_conv_implementation_auto_resolves_per_backend(monkeypatch, backend, expected):
     monkeypatch.setattr(jax, "default_backend", lambda: backend)

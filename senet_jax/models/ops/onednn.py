@@ -1,0 +1,147 @@
+"""k x k convolutions on CPU as oneDNN primitives called from XLA (the "onednn" formulation).
+
+XLA:CPU has no fast direct convolution for training: its own is slow, and im2col +
+matmul (the "matmul" formulation) writes every patch to memory, which costs ResNets
+a fifth of their step. oneDNN, the library PyTorch uses on CPU, convolves in place
+from NHWC. onednn_conv.cc wraps its forward, input-gradient and kernel-gradient
+primitives as XLA FFI handlers; this module builds that library on first use
+(native_library.py), registers the handlers, and ties them together with a custom VJP.
+
+float32 only. Where oneDNN or a compiler is missing (non-x86 machines, say),
+`available()` is False, `unavailable_reason()` says why and "auto" picks "matmul".
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from senet_jax.models.ops import native_library
+
+SOURCE = Path(__file__).with_name("onednn_conv.cc")
+# The pip packages that carry oneDNN's library (OpenMP build) and its headers.
+RUNTIME_PACKAGE, HEADERS_PACKAGE = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
+# FFI target name -> the handler's symbol in the library.
+TARGETS = {
+    "senet_onednn_conv_forward": "SenetConvForward",
+    "senet_onednn_conv_input_grad": "SenetConvInputGrad",
+    "senet_onednn_conv_kernel_grad": "SenetConvKernelGrad",
+}
+
+_lock = threading.Lock()
+_outcome: dict[str, object] = {}  # "library" (the loaded CDLL) or "error" (its one-line reason)
+
+
+def _onednn_paths() -> tuple[Path, Path, str]:
+    """(libdnnl.so.3, the include directory, the version), from the installed packages."""
+    try:
+        runtime = metadata.distribution(RUNTIME_PACKAGE)
+        headers = metadata.distribution(HEADERS_PACKAGE)
+    except metadata.PackageNotFoundError as e:
+        raise native_library.BuildError(
+            f"oneDNN is not installed: pip install {RUNTIME_PACKAGE} {HEADERS_PACKAGE} ({e})"
+        ) from None
+    library = next((f for f in runtime.files or () if f.name == "libdnnl.so.3"), None)
+    header = next(
+        (f for f in headers.files or () if f.as_posix().endswith("include/oneapi/dnnl/dnnl.hpp")),
+        None,
+    )
+    if library is None or header is None:
+        raise native_library.BuildError(
+            f"{RUNTIME_PACKAGE}/{HEADERS_PACKAGE} lack libdnnl.so.3 or oneapi/dnnl/dnnl.hpp"
+        )
+    include = Path(headers.locate_file(header)).resolve().parents[2]
+    return Path(runtime.locate_file(library)).resolve(), include, runtime.version
+
+
+def _load() -> ctypes.CDLL:
+    """Builds (or finds in the cache), loads and registers the library; raises BuildError."""
+    library, include, version = _onednn_paths()
+    path = native_library.build(
+        SOURCE,
+        "senet_onednn",
+        include_dirs=[include, jax.ffi.include_dir()],
+        library_files=[library],
+        flags=("-std=c++17", "-O2"),
+        extra_key=f"onednn {version} jaxlib {jax.lib.__version__}",
+    )
+    try:
+        handle = ctypes.CDLL(str(path))
+        capsules = {target: jax.ffi.pycapsule(getattr(handle, s)) for target, s in TARGETS.items()}
+    except (OSError, AttributeError) as e:
+        raise native_library.BuildError(f"loading {path} failed: {e}") from None
+    for target, capsule in capsules.items():
+        jax.ffi.register_ffi_target(target, capsule, platform="cpu")
+    return handle
+
+
+def _library() -> ctypes.CDLL | None:
+    with _lock:
+        if not _outcome:
+            try:
+                _outcome["library"] = _load()
+            except native_library.BuildError as e:
+                _outcome["error"] = str(e)
+    return _outcome.get("library")
+
+
+def available() -> bool:
+    """Whether the oneDNN convolutions can run here (builds the library the first time)."""
+    return _library() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why they cannot (one line), or None when they can."""
+    _library()
+    return _outcome.get("error")
+
+
+def _attributes(strides, padding) -> dict[str, np.int64]:
+    (sh, sw), ((top, bottom), (left, right)) = strides, padding
+    values = (sh, sw, top, bottom, left, right)
+    names = ("stride_h", "stride_w", "pad_top", "pad_bottom", "pad_left", "pad_right")
+    return {name: np.int64(v) for name, v in zip(names, values)}
+
+
+def _call(target: str, shape, a, b, strides, padding):
+    """The FFI target on float32 operands a, b, returning a float32 array of `shape`."""
+    if not available():
+        raise RuntimeError(f"oneDNN convolutions are unavailable: {unavailable_reason()}")
+    result = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+    call = jax.ffi.ffi_call(target, result, vmap_method="sequential")
+    return call(a, b, **_attributes(strides, padding))
+
+
+def output_shape(x_shape, kernel_shape, strides, padding) -> tuple[int, int, int, int]:
+    (n, h, w, _), (kh, kw, _, f) = x_shape, kernel_shape
+    ho = (h + sum(padding[0]) - kh) // strides[0] + 1
+    wo = (w + sum(padding[1]) - kw) // strides[1] + 1
+    return n, ho, wo, f
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, strides, padding) -> jnp.ndarray:
+    """NHWC x HWIO -> NHWC, float32; strides (sh, sw), padding ((top, bottom), (left, right))."""
+    shape = output_shape(x.shape, kernel.shape, strides, padding)
+    return _call("senet_onednn_conv_forward", shape, x, kernel, strides, padding)
+
+
+def _conv2d_fwd(x, kernel, strides, padding):
+    return conv2d(x, kernel, strides, padding), (x, kernel)
+
+
+def _conv2d_bwd(strides, padding, residuals, dy):
+    x, kernel = residuals
+    dx = _call("senet_onednn_conv_input_grad", x.shape, dy, kernel, strides, padding)
+    dk = _call("senet_onednn_conv_kernel_grad", kernel.shape, x, dy, strides, padding)
+    return dx, dk
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
