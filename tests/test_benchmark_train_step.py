@@ -61,7 +61,7 @@ def test_bad_choice_fails_in_one_line_before_compiling(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "error: config.model.conv_implementation: 'winograd' is not known; use one of auto, "
-        "matmul, native (e.g. --config.model.conv_implementation=auto)"
+        "matmul, native, onednn (e.g. --config.model.conv_implementation=auto)"
     ]
 
 
