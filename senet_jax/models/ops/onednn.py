@@ -31,8 +31,8 @@ RUNTIME_PACKAGE, HEADERS_PACKAGE = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 # FFI target name -> the handler's symbol in the library.
 TARGETS = {
     "senet_onednn_conv_forward": "SenetConvForward",
-    "senet_onednn_conv_input_grad": "SenetConvInputGrad",
     "senet_onednn_conv_kernel_grad": "SenetConvKernelGrad",
+    "senet_onednn_conv_grads": "SenetConvGrads",
 }
 
 _lock = threading.Lock()
@@ -110,13 +110,16 @@ def _attributes(strides, padding) -> dict[str, np.int64]:
     return {name: np.int64(v) for name, v in zip(names, values)}
 
 
-def _call(target: str, shape, a, b, strides, padding):
-    """The FFI target on float32 operands a, b, returning a float32 array of `shape`."""
+def _ffi(target: str, results):
     if not available():
         raise RuntimeError(f"oneDNN convolutions are unavailable: {unavailable_reason()}")
+    return jax.ffi.ffi_call(target, results, vmap_method="sequential")
+
+
+def _call(target: str, shape, a, b, strides, padding):
+    """The FFI target on float32 operands a, b, returning a float32 array of `shape`."""
     result = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
-    call = jax.ffi.ffi_call(target, result, vmap_method="sequential")
-    return call(a, b, **_attributes(strides, padding))
+    return _ffi(target, result)(a, b, **_attributes(strides, padding))
 
 
 def output_shape(x_shape, kernel_shape, strides, padding) -> tuple[int, int, int, int]:
@@ -134,14 +137,28 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, strides, padding) -> jnp.ndarray
 
 
 def _conv2d_fwd(x, kernel, strides, padding):
-    return conv2d(x, kernel, strides, padding), (x, kernel)
+    # symbolic_zeros: x.perturbed is False where no gradient reaches the input (a stem's
+    # image). The residuals' length records it, as residuals can only hold arrays.
+    y = conv2d(x.value, kernel.value, strides, padding)
+    residuals = (x.value, kernel.value) if x.perturbed else (x.value, kernel.value, None)
+    return y, residuals
 
 
 def _conv2d_bwd(strides, padding, residuals, dy):
-    x, kernel = residuals
-    dx = _call("senet_onednn_conv_input_grad", x.shape, dy, kernel, strides, padding)
-    dk = _call("senet_onednn_conv_kernel_grad", kernel.shape, x, dy, strides, padding)
+    x, kernel = residuals[:2]
+    if len(residuals) == 3:  # the input is a constant: only the kernel's gradient is wanted
+        dk = _call("senet_onednn_conv_kernel_grad", kernel.shape, x, dy, strides, padding)
+        return None, dk
+    # One call for both gradients: as two, XLA could run them at once and their oneDNN
+    # thread teams would contend for the same cores (benchmarks/RESULTS.md).
+    results = (
+        jax.ShapeDtypeStruct(x.shape, jnp.float32),
+        jax.ShapeDtypeStruct(kernel.shape, jnp.float32),
+    )
+    dx, dk = _ffi("senet_onednn_conv_grads", results)(
+        x, dy, kernel, **_attributes(strides, padding)
+    )
     return dx, dk
 
 
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd, symbolic_zeros=True)

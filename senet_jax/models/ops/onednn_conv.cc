@@ -1,9 +1,9 @@
-// Direct NHWC convolutions on XLA:CPU through oneDNN, as three XLA FFI handlers.
+// Direct NHWC convolutions on XLA:CPU through oneDNN, as XLA FFI handlers.
 //
 // XLA:CPU either runs a k x k convolution through its generic convolution (slow in training)
 // or, on our "matmul" path, as im2col + matrix product, which writes every patch to memory.
 // oneDNN convolves straight from the NHWC activations, as PyTorch does on CPU. Training
-// needs three calls: the forward, the gradient of the input, the gradient of the kernel.
+// needs the forward and both gradients (or the kernel's alone, where the input is constant).
 // Kernels stay HWIO (flax's layout); where oneDNN wants a blocked layout, a reorder makes it.
 // Built and loaded by senet_jax/models/ops/onednn.py.
 
@@ -229,14 +229,18 @@ ffi::Error kernel_grad(F32 x, F32 dy, F32Out dk, int64_t sh, int64_t sw, int64_t
   });
 }
 
+// Both gradients in one call, one after the other. As two calls XLA may run them at once,
+// and two oneDNN thread teams on the same cores slow each other down more than they overlap.
+ffi::Error grads(F32 x, F32 dy, F32 k, F32Out dx, F32Out dk, int64_t sh, int64_t sw, int64_t pt,
+                 int64_t pb, int64_t pl, int64_t pr) {
+  if (auto e = input_grad(dy, k, dx, sh, sw, pt, pb, pl, pr); e.failure()) return e;
+  return kernel_grad(x, dy, dk, sh, sw, pt, pb, pl, pr);
+}
+
 }  // namespace
 
-// One binding for all three: two f32 operands, one f32 result, the geometry as attributes.
-#define SENET_CONV_BINDING                                                                   \
-  ffi::Ffi::Bind()                                                                           \
-      .Arg<F32>()                                                                            \
-      .Arg<F32>()                                                                            \
-      .Ret<F32>()                                                                            \
+// The geometry, as attributes of every handler.
+#define SENET_CONV_GEOMETRY                                                                  \
       .Attr<int64_t>("stride_h")                                                             \
       .Attr<int64_t>("stride_w")                                                             \
       .Attr<int64_t>("pad_top")                                                              \
@@ -244,6 +248,15 @@ ffi::Error kernel_grad(F32 x, F32 dy, F32Out dk, int64_t sh, int64_t sw, int64_t
       .Attr<int64_t>("pad_left")                                                             \
       .Attr<int64_t>("pad_right")
 
+// Two f32 operands, one f32 result.
+#define SENET_CONV_BINDING ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Ret<F32>() SENET_CONV_GEOMETRY
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SenetConvForward, forward, SENET_CONV_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SenetConvInputGrad, input_grad, SENET_CONV_BINDING);
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SenetConvKernelGrad, kernel_grad, SENET_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SenetConvGrads, grads,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Ret<F32>()
+                                  .Ret<F32>() SENET_CONV_GEOMETRY);

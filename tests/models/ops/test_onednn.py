@@ -63,13 +63,17 @@ def test_forward_and_gradients_match_lax(x_shape, k_shape, strides, padding):
 
 
 def test_calls_only_what_the_gradient_needs():
-    # The stem's image needs no gradient: its input-gradient call must be dropped.
+    # The stem's image needs no gradient: only the kernel's is computed. Elsewhere both come
+    # from one call (two could run at once and contend for the cores).
     x, k = jnp.ones((1, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
     padding = ((1, 1), (1, 1))
-    kernel_only = jax.grad(lambda k: jnp.sum(onednn.conv2d(x, k, (1, 1), padding)))
-    hlo = jax.jit(kernel_only).lower(k).compile().as_text()
-    assert "senet_onednn_conv_kernel_grad" in hlo
-    assert "senet_onednn_conv_input_grad" not in hlo
+    loss = lambda x, k: jnp.sum(onednn.conv2d(x, k, (1, 1), padding))
+    kernel_only = jax.jit(jax.grad(loss, 1)).lower(x, k).compile().as_text()
+    assert "senet_onednn_conv_kernel_grad" in kernel_only
+    assert "senet_onednn_conv_grads" not in kernel_only
+    both = jax.jit(jax.grad(lambda x, k: loss(jnp.sin(x), k), (0, 1))).lower(x, k).as_text()
+    assert both.count("senet_onednn_conv_grads") == 1
+    assert "senet_onednn_conv_kernel_grad" not in both
 
 
 def test_auto_uses_onednn_on_cpu_for_float32_k_by_k_only():
