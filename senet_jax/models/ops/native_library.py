@@ -63,8 +63,14 @@ def build(
     target = cache_dir() / key / f"lib{name}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as e:
+        raise BuildError(
+            f"cannot write the kernel cache {target.parent} ({e.strerror or e}); "
+            "point XDG_CACHE_HOME at a writable folder"
+        ) from None
     os.close(fd)
     try:
         done = subprocess.run(

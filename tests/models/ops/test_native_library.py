@@ -63,3 +63,13 @@ def test_no_compiler_says_what_to_install(tmp_path, cache, monkeypatch):
         native_library.BuildError, match=r"no C\+\+ compiler on PATH \(install g\+\+\)"
     ):
         native_library.build(_source(tmp_path, 3), "answer", [], [])
+
+
+def test_an_unwritable_cache_is_one_line_with_the_fix(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setattr(native_library, "cache_dir", lambda: blocker / "kernels")
+    with pytest.raises(
+        native_library.BuildError, match=r"cannot write the kernel cache .*XDG_CACHE_HOME"
+    ):
+        native_library.build(_source(tmp_path, 4), "answer", [], [])
