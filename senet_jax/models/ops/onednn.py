@@ -46,7 +46,8 @@ def _onednn_paths() -> tuple[Path, Path, str]:
         headers = metadata.distribution(HEADERS_PACKAGE)
     except metadata.PackageNotFoundError as e:
         raise native_library.BuildError(
-            f"oneDNN is not installed: pip install {RUNTIME_PACKAGE} {HEADERS_PACKAGE} ({e})"
+            f"oneDNN is not installed: pip install {RUNTIME_PACKAGE} {HEADERS_PACKAGE} "
+            f"(x86-64 Linux wheels; {e})"
         ) from None
     library = next((f for f in runtime.files or () if f.name == "libdnnl.so.3"), None)
     header = next(
