@@ -108,6 +108,14 @@ def test_nonfinite_loss_is_flagged(sgd_state):
     assert metrics["finite"] == 0.0
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_all_finite_finds_one_bad_value_among_many_leaves(bad):
+    tree = {"a": np.full((4, 3), 3e38, np.float32), "b": [np.zeros(5, np.float32)] * 3}
+    assert bool(jax.jit(steps._all_finite)(tree))  # large but finite values do not overflow it
+    tree["b"] = [np.zeros(5, np.float32), np.array([0, 0, bad, 0, 0], np.float32)]
+    assert not bool(jax.jit(steps._all_finite)(tree))
+
+
 def test_eval_step_sums_only_masked_examples(sgd_state):
     state = sgd_state
     batch = learnable_batch(8)
