@@ -42,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.stem_strides = 1
     c.model.dropout_rate = 0.2
     c.model.depthwise_implementation = "auto"  # or a name in senet_jax.models.ops.depthwise
-    c.model.conv_implementation = "auto"  # CPU: "onednn" k x k + "matmul" 1x1; GPU/TPU: "native"
+    c.model.conv_implementation = "auto"  # CPU: "onednn" (float32); GPU/TPU: "native"
     c.model.se = ml_collections.ConfigDict()
     c.model.se.reduction = 16  # r: the bottleneck is C / r wide (paper Tab. 10)
     c.model.se.squeeze = "avg"  # "avg" or "max" (Tab. 11)

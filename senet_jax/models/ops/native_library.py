@@ -1,4 +1,4 @@
-"""Compiling a C++ source shipped with the package into a shared library, once per machine.
+"""Compiling C++ sources shipped with the package into a shared library, once per machine.
 
 The CPU kernels that XLA cannot express well (models/ops/onednn.py) are C++ against
 the XLA FFI headers that jaxlib ships. Building them on first use, as
@@ -39,14 +39,14 @@ def compiler() -> str:
 
 
 def build(
-    source: Path,
+    sources: Sequence[Path],
     name: str,
     include_dirs: Sequence[str | Path],
     library_files: Sequence[str | Path],
     flags: Sequence[str] = ("-std=c++17", "-O2"),
     extra_key: str = "",
 ) -> Path:
-    """The path of `source` compiled to lib{name}.so, building it unless the cache has it.
+    """The path of `sources` compiled to lib{name}.so, building it unless the cache has it.
 
     library_files are linked by path, with their directories as the run-time search path.
     extra_key: versions of what the headers come from (so an upgrade rebuilds).
@@ -54,11 +54,13 @@ def build(
     cxx = compiler()
     command = [cxx, *flags, "-shared", "-fPIC", "-w"]
     command += [f"-I{d}" for d in include_dirs]
-    command += [str(source)]
+    command += [str(source) for source in sources]
     for library in library_files:
         command += [str(library), f"-Wl,-rpath,{Path(library).parent}"]
     key = hashlib.sha256(
-        "\0".join([source.read_bytes().decode(), *command, extra_key]).encode()
+        "\0".join(
+            [*(source.read_bytes().decode() for source in sources), *command, extra_key]
+        ).encode()
     ).hexdigest()[:16]
     target = cache_dir() / key / f"lib{name}.so"
     if target.exists():
@@ -79,7 +81,8 @@ def build(
         if done.returncode != 0:
             lines = [line for line in done.stderr.splitlines() if " error: " in line]
             raise BuildError(
-                f"compiling {source.name} failed: {(lines or done.stderr.splitlines() or ['?'])[0]}"
+                f"compiling {', '.join(source.name for source in sources)} failed: "
+                f"{(lines or done.stderr.splitlines() or ['?'])[0]}"
             )
         os.replace(partial, target)
     finally:

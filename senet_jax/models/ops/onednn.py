@@ -1,11 +1,13 @@
-"""k x k convolutions on CPU as oneDNN primitives called from XLA (the "onednn" formulation).
+"""Convolutions on CPU as oneDNN calls from XLA (the "onednn" formulation).
 
 XLA:CPU has no fast direct convolution for training: its own is slow, and im2col +
 matmul (the "matmul" formulation) writes every patch to memory, which costs ResNets
 a fifth of their step. oneDNN, the library PyTorch uses on CPU, convolves in place
 from NHWC. onednn_conv.cc wraps its forward, input-gradient and kernel-gradient
-primitives as XLA FFI handlers; this module builds that library on first use
-(native_library.py), registers the handlers, and ties them together with a custom VJP.
+primitives for k x k convolutions, and onednn_matmul.cc its sgemm for the 1x1s, which
+are plain matrix products, as XLA FFI handlers. This module builds that library on
+first use (native_library.py), registers the handlers, and ties each pair of forward
+and gradients together with a custom VJP.
 
 float32 only. Where oneDNN or a compiler is missing (non-x86 machines, say),
 `available()` is False, `unavailable_reason()` says why and "auto" picks "matmul".
@@ -25,7 +27,7 @@ import numpy as np
 
 from senet_jax.models.ops import native_library
 
-SOURCE = Path(__file__).with_name("onednn_conv.cc")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("onednn_conv.cc", "onednn_matmul.cc"))
 # The pip packages that carry oneDNN's library (OpenMP build) and its headers.
 RUNTIME_PACKAGE, HEADERS_PACKAGE = "onednn-cpu-gomp", "onednn-devel-cpu-gomp"
 # FFI target name -> the handler's symbol in the library.
@@ -33,6 +35,8 @@ TARGETS = {
     "senet_onednn_conv_forward": "SenetConvForward",
     "senet_onednn_conv_kernel_grad": "SenetConvKernelGrad",
     "senet_onednn_conv_grads": "SenetConvGrads",
+    "senet_onednn_matmul": "SenetMatmul",
+    "senet_onednn_matmul_grads": "SenetMatmulGrads",
 }
 
 _lock = threading.Lock()
@@ -66,7 +70,7 @@ def _load() -> ctypes.CDLL:
     """Builds (or finds in the cache), loads and registers the library; raises BuildError."""
     library, include, version = _onednn_paths()
     path = native_library.build(
-        SOURCE,
+        SOURCES,
         "senet_onednn",
         include_dirs=[include, jax.ffi.include_dir()],
         library_files=[library],
@@ -163,3 +167,40 @@ def _conv2d_bwd(strides, padding, residuals, dy):
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd, symbolic_zeros=True)
+
+
+def _product(a, b, transpose_a=False, transpose_b=False):
+    m = a.shape[1] if transpose_a else a.shape[0]
+    n = b.shape[0] if transpose_b else b.shape[1]
+    result = jax.ShapeDtypeStruct((m, n), jnp.float32)
+    return _ffi("senet_onednn_matmul", result)(
+        a, b, transpose_a=np.bool_(transpose_a), transpose_b=np.bool_(transpose_b)
+    )
+
+
+@jax.custom_vjp
+def matmul(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """[m, k] x [k, n] -> [m, n], float32, through oneDNN's sgemm: a 1x1 convolution."""
+    return _product(a, b)
+
+
+def _matmul_fwd(a, b):
+    # symbolic_zeros: keep what each wanted gradient needs, a for b's and b for a's.
+    residuals = (a.value if b.perturbed else None, b.value if a.perturbed else None)
+    return matmul(a.value, b.value), residuals
+
+
+def _matmul_bwd(residuals, dc):
+    a, b = residuals
+    if a is not None and b is not None:  # both in one call, as in _conv2d_bwd
+        results = (
+            jax.ShapeDtypeStruct((dc.shape[0], b.shape[0]), jnp.float32),
+            jax.ShapeDtypeStruct(b.shape, jnp.float32),
+        )
+        return tuple(_ffi("senet_onednn_matmul_grads", results)(a, b, dc))
+    da = None if b is None else _product(dc, b, transpose_b=True)
+    db = None if a is None else _product(a, dc, transpose_a=True)
+    return da, db
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd, symbolic_zeros=True)

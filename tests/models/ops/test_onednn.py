@@ -1,5 +1,6 @@
-"""oneDNN convolutions must be lax.conv_general_dilated: outputs and both gradients, and the
-model must fall back to "matmul" (saying why) where the library cannot be built."""
+"""oneDNN convolutions must be lax.conv_general_dilated, and its products jnp.dot: outputs and
+both gradients; the model must fall back to "matmul" (saying why) where the library cannot
+be built."""
 
 from __future__ import annotations
 
@@ -76,19 +77,54 @@ def test_calls_only_what_the_gradient_needs():
     assert "senet_onednn_conv_kernel_grad" not in both
 
 
-def test_auto_uses_onednn_on_cpu_for_float32_k_by_k_only():
-    # 1x1s stay matmuls under "auto" (faster); an explicit "onednn" takes them too.
+def test_auto_uses_onednn_on_cpu_for_float32():
+    # k x k through oneDNN's convolution, 1x1 (plain matrix products) through its sgemm.
     x = jnp.ones((1, 8, 8, 3))
     for dtype, kernel, implementation, expected in (
-        (jnp.float32, (3, 3), "auto", True),
-        (jnp.bfloat16, (3, 3), "auto", False),
-        (jnp.float32, (1, 1), "auto", False),
-        (jnp.float32, (1, 1), "onednn", True),
+        (jnp.float32, (3, 3), "auto", "senet_onednn_conv_forward"),
+        (jnp.float32, (1, 1), "auto", "senet_onednn_matmul"),
+        (jnp.float32, (1, 1), "onednn", "senet_onednn_matmul"),
+        (jnp.bfloat16, (3, 3), "auto", None),
+        (jnp.bfloat16, (1, 1), "auto", None),
     ):
         module = conv.Conv(4, kernel, dtype=dtype, implementation=implementation)
         params = module.init(jax.random.PRNGKey(0), x)
         hlo = jax.jit(module.apply).lower(params, x).as_text()
-        assert ("senet_onednn_conv_forward" in hlo) == expected, (dtype, kernel, implementation)
+        called = [t for t in onednn.TARGETS if f"@{t}(" in hlo]
+        assert called == ([expected] if expected else []), (dtype, kernel, implementation)
+
+
+# (a shape, b shape): a 1x1 layer's product, and the degenerate ones.
+PRODUCTS = [((96, 16), (16, 24)), ((7, 3), (3, 1)), ((5, 0), (0, 4)), ((0, 6), (6, 3))]
+
+
+@pytest.mark.parametrize("a_shape,b_shape", PRODUCTS)
+def test_matmul_and_its_gradients_match_jnp_dot(a_shape, b_shape):
+    rng = np.random.default_rng(4)
+    a = jnp.asarray(rng.standard_normal(a_shape), jnp.float32)
+    b = jnp.asarray(rng.standard_normal(b_shape), jnp.float32)
+    weights = jnp.asarray(rng.standard_normal((a_shape[0], b_shape[1])), jnp.float32)
+    dot = lambda a, b: jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST)
+    np.testing.assert_allclose(jax.jit(onednn.matmul)(a, b), dot(a, b), rtol=1e-5, atol=1e-5)
+
+    def loss(fn):
+        return lambda a, b: jnp.sum(jnp.tanh(fn(a, b)) * weights)
+
+    for argnums in ((0, 1), 0, 1):
+        grads = jax.jit(jax.grad(loss(onednn.matmul), argnums))(a, b)
+        grads_ref = jax.grad(loss(dot), argnums)(a, b)
+        for g, g_ref in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
+            np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_calls_only_what_the_gradient_needs():
+    a, b = jnp.ones((8, 3)), jnp.ones((3, 4))
+    loss = lambda a, b: jnp.sum(jnp.sin(onednn.matmul(a, b)))
+    for argnums, expected in (((0, 1), 1), (0, 0), (1, 0)):
+        hlo = jax.jit(jax.grad(loss, argnums)).lower(a, b).as_text()
+        assert hlo.count("@senet_onednn_matmul_grads(") == expected, argnums
+        # the forward, plus one product for a single gradient
+        assert hlo.count("@senet_onednn_matmul(") == 2 - expected, argnums
 
 
 def test_resnet_logits_and_gradients_equal_the_matmul_formulation():
@@ -114,8 +150,8 @@ def test_resnet_logits_and_gradients_equal_the_matmul_formulation():
         loss(make(i))(variables["params"]) for i in ("onednn", "matmul")
     )
     np.testing.assert_allclose(logits, logits_ref, rtol=1e-4, atol=1e-4)
-    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
-        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):  # atol: to the tensor's scale
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4 * max(1.0, np.abs(b).max()))
 
 
 def test_runs_under_pmap_on_several_devices():
@@ -182,10 +218,11 @@ def test_missing_onednn_package_is_one_line_with_the_fix(monkeypatch):
         onednn._onednn_paths()
 
 
-def test_conv_module_matches_nn_conv_with_onednn():
+@pytest.mark.parametrize("kernel", [(3, 3), (1, 1)])
+def test_conv_module_matches_nn_conv_with_onednn(kernel):
     x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 9, 9, 5)), jnp.float32)
-    ours = conv.Conv(6, (3, 3), strides=(2, 2), implementation="onednn", padding="same")
-    native = nn.Conv(6, (3, 3), strides=(2, 2), padding="SAME", use_bias=False)
+    ours = conv.Conv(6, kernel, strides=(2, 2), implementation="onednn", padding="same")
+    native = nn.Conv(6, kernel, strides=(2, 2), padding="SAME", use_bias=False)
     params = native.init(jax.random.PRNGKey(0), x)
     np.testing.assert_allclose(
         jax.jit(ours.apply)(params, x), native.apply(params, x), rtol=1e-5, atol=1e-5

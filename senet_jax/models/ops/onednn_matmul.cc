@@ -1,0 +1,99 @@
+// Row-major float32 matrix products on XLA:CPU through oneDNN's sgemm, as XLA FFI handlers.
+//
+// A 1x1 convolution is the product [N*H*W, C] x [C, F]. XLA:CPU runs its forward and input
+// gradient through YNNPACK, and its kernel gradient, which contracts the leading axis of both
+// operands, through Eigen, which packs each block before multiplying it. oneDNN's sgemm reads
+// either operand transposed in place and measured faster on all three products
+// (benchmarks/RESULTS.md). Built into the same library as onednn_conv.cc.
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "oneapi/dnnl/dnnl.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using F32 = ffi::Buffer<ffi::F32>;
+using F32Out = ffi::ResultBuffer<ffi::F32>;
+
+// The dimensions of one operand as used: rows x cols of op(X), where op transposes on request.
+struct Used {
+  int64_t rows, cols;
+};
+
+ffi::Error used(ffi::Span<const int64_t> dims, bool transposed, const char* name, Used* out) {
+  if (dims.size() != 2) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      std::string("onednn matmul: ") + name + " must be 2-D");
+  }
+  *out = transposed ? Used{dims[1], dims[0]} : Used{dims[0], dims[1]};
+  return ffi::Error::Success();
+}
+
+// c[m, n] = op(a)[m, k] op(b)[k, n], every matrix row-major and densely packed.
+ffi::Error gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
+                const float* b, float* c) {
+  if (m == 0 || n == 0) return ffi::Error::Success();
+  if (k == 0) {
+    std::memset(c, 0, sizeof(float) * m * n);
+    return ffi::Error::Success();
+  }
+  const dnnl_status_t status = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a,
+                                          ta ? m : k, b, tb ? k : n, 0.0f, c, n);
+  if (status != dnnl_success) {
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      "onednn matmul: dnnl_sgemm returned status " + std::to_string(status));
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error matmul(F32 a, F32 b, F32Out c, bool transpose_a, bool transpose_b) {
+  Used ua, ub;
+  if (auto e = used(a.dimensions(), transpose_a, "a", &ua); e.failure()) return e;
+  if (auto e = used(b.dimensions(), transpose_b, "b", &ub); e.failure()) return e;
+  auto cd = c->dimensions();
+  if (ua.cols != ub.rows || cd.size() != 2 || cd[0] != ua.rows || cd[1] != ub.cols) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "onednn matmul: operand and result shapes do not chain");
+  }
+  return gemm(transpose_a, transpose_b, ua.rows, ub.cols, ua.cols, a.typed_data(),
+              b.typed_data(), c->typed_data());
+}
+
+// Both gradients of c = a b in one call: da = dc b^T, db = a^T dc. As two calls XLA may run
+// them at once, and two OpenMP teams on the same cores slow each other down.
+ffi::Error grads(F32 a, F32 b, F32 dc, F32Out da, F32Out db) {
+  auto ad = a.dimensions(), bd = b.dimensions(), cd = dc.dimensions();
+  if (ad.size() != 2 || bd.size() != 2 || cd.size() != 2 || ad[1] != bd[0] ||
+      cd[0] != ad[0] || cd[1] != bd[1]) {
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "onednn matmul gradients: expected a [m, k], b [k, n], dc [m, n]");
+  }
+  const int64_t m = ad[0], k = ad[1], n = bd[1];
+  if (auto e = gemm(false, true, m, k, n, dc.typed_data(), b.typed_data(), da->typed_data());
+      e.failure()) {
+    return e;
+  }
+  return gemm(true, false, k, n, m, a.typed_data(), dc.typed_data(), db->typed_data());
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SenetMatmul, matmul,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Ret<F32>()
+                                  .Attr<bool>("transpose_a")
+                                  .Attr<bool>("transpose_b"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SenetMatmulGrads, grads,
+                              ffi::Ffi::Bind()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Arg<F32>()
+                                  .Ret<F32>()
+                                  .Ret<F32>());
