@@ -21,6 +21,10 @@
 
 namespace ffi = xla::ffi;
 
+namespace senet {
+std::mutex& onednn_call_lock();  // onednn_matmul.cc
+}
+
 namespace {
 
 using dnnl::memory;
@@ -148,6 +152,7 @@ ffi::Error checked_geometry(ffi::Span<const int64_t> x, ffi::Span<const int64_t>
 template <typename Body>
 ffi::Error guarded(const char* what, Body&& body) {
   try {
+    std::lock_guard<std::mutex> exclusive(senet::onednn_call_lock());
     body();
     return ffi::Error::Success();
   } catch (const dnnl::error& e) {

@@ -8,12 +8,26 @@
 
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 #include "oneapi/dnnl/dnnl.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+
+namespace senet {
+
+// One oneDNN call at a time in the process. Each call already spreads over every core with
+// its OpenMP team, and XLA runs independent calls (a block's two 1x1 branches, the copies of
+// a pmapped step) on different threads at once, where two teams on the same cores slow each
+// other down. Shared with onednn_conv.cc.
+std::mutex& onednn_call_lock() {
+  static std::mutex lock;
+  return lock;
+}
+
+}  // namespace senet
 
 namespace {
 
@@ -42,6 +56,7 @@ ffi::Error gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* 
     std::memset(c, 0, sizeof(float) * m * n);
     return ffi::Error::Success();
   }
+  std::lock_guard<std::mutex> exclusive(senet::onednn_call_lock());
   const dnnl_status_t status = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a,
                                           ta ? m : k, b, tb ? k : n, 0.0f, c, n);
   if (status != dnnl_success) {
