@@ -1,17 +1,22 @@
-// Row-major float32 matrix products on XLA:CPU through oneDNN's sgemm, as XLA FFI handlers.
+// Row-major float32 matrix products on XLA:CPU through oneDNN, as XLA FFI handlers.
 //
 // A 1x1 convolution is the product [N*H*W, C] x [C, F]. XLA:CPU runs its forward and input
 // gradient through YNNPACK, and its kernel gradient, which contracts the leading axis of both
-// operands, through Eigen, which packs each block before multiplying it. oneDNN's sgemm reads
-// either operand transposed in place and measured faster on all three products
-// (benchmarks/RESULTS.md). Built into the same library as onednn_conv.cc.
+// operands, through Eigen, which packs each block before multiplying it. oneDNN measured
+// faster on all three products (benchmarks/RESULTS.md): its matmul primitive where the left
+// operand is read as stored (the forward, the input gradient), its sgemm where it is read
+// transposed (the kernel gradient), for which the primitive has no fast kernel.
+// Built into the same library as onednn_conv.cc.
 
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 
-#include "oneapi/dnnl/dnnl.h"
+#include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -48,6 +53,36 @@ ffi::Error used(ffi::Span<const int64_t> dims, bool transposed, const char* name
   return ffi::Error::Success();
 }
 
+using dnnl::memory;
+using Tag = dnnl::memory::format_tag;
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// The matmul primitive for [m, k] x op(b)[k, n], made once per shape (making one takes
+// longer than running it).
+struct Product {
+  memory::desc a, b, c;
+  dnnl::matmul primitive;
+};
+
+const Product& product_for(int64_t m, int64_t n, int64_t k, bool tb) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, bool>, std::unique_ptr<Product>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& entry = cache[{m, n, k, tb}];
+  if (!entry) {
+    const auto f32 = memory::data_type::f32;
+    memory::desc a({m, k}, f32, Tag::ab), b({k, n}, f32, tb ? Tag::ba : Tag::ab);
+    memory::desc c({m, n}, f32, Tag::ab);
+    dnnl::matmul::primitive_desc pd(cpu_engine(), a, b, c);
+    entry.reset(new Product{a, b, c, dnnl::matmul(pd)});
+  }
+  return *entry;
+}
+
 // c[m, n] = op(a)[m, k] op(b)[k, n], every matrix row-major and densely packed.
 ffi::Error gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a,
                 const float* b, float* c) {
@@ -57,6 +92,20 @@ ffi::Error gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* 
     return ffi::Error::Success();
   }
   std::lock_guard<std::mutex> exclusive(senet::onednn_call_lock());
+  if (!ta) {
+    try {
+      const Product& p = product_for(m, n, k, tb);
+      thread_local dnnl::stream stream(cpu_engine());
+      memory am(p.a, cpu_engine(), const_cast<float*>(a));
+      memory bm(p.b, cpu_engine(), const_cast<float*>(b));
+      memory cm(p.c, cpu_engine(), c);
+      p.primitive.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+      stream.wait();
+    } catch (const dnnl::error& e) {
+      return ffi::Error(ffi::ErrorCode::kInternal, std::string("onednn matmul: ") + e.what());
+    }
+    return ffi::Error::Success();
+  }
   const dnnl_status_t status = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a,
                                           ta ? m : k, b, tb ? k : n, 0.0f, c, n);
   if (status != dnnl_success) {
