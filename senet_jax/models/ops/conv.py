@@ -1,9 +1,9 @@
 """Dense k x k convolutions in three exact formulations, chosen per backend.
 
-"onednn" calls oneDNN's direct convolutions (ops/onednn.py), fastest on XLA:CPU;
-"matmul" runs them as im2col + 2-D matrix products, the CPU fallback where oneDNN
-cannot be built; "native" is lax.conv_general_dilated, fastest on GPU/TPU
-(benchmarks/RESULTS.md).
+"onednn" calls oneDNN (ops/onednn.py), its direct convolutions for k x k and its matrix
+products for 1x1, fastest on XLA:CPU; "matmul" runs them as im2col + 2-D matrix products
+in XLA, the CPU fallback where oneDNN cannot be built; "native" is
+lax.conv_general_dilated, fastest on GPU/TPU (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from senet_jax.models.ops import backend_choice, onednn
 
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
-# How ungrouped convolutions run: "onednn" (oneDNN's direct convolutions, CPU only, float32),
-# "matmul" (im2col + 2-D matrix products) or "native" (lax.conv_general_dilated, fastest on
-# GPU/TPU). All three are exact.
+# How ungrouped convolutions run: "onednn" (oneDNN's direct convolutions, and its matrix
+# products for 1x1; CPU only, float32), "matmul" (im2col + 2-D matrix products) or "native"
+# (lax.conv_general_dilated, fastest on GPU/TPU). All three are exact.
 CONV_IMPLEMENTATIONS = ("onednn", "matmul", "native")
 # Backend -> what conv_implementation="auto" picks; unlisted backends get "native". On CPU,
 # "onednn" where its library builds (else "matmul", said once in the log).
