@@ -151,7 +151,7 @@ class Conv(nn.Module):
             axis=-1,
         )
         a, b = patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, self.features)
-        if onednn_f32:  # a 1x1: oneDNN's sgemm, faster than XLA's on all three products
+        if onednn_f32:  # a 1x1: oneDNN's products, faster than XLA's on all three
             y = onednn.matmul(a, b)
         else:
             y = lax.dot_general(a, b, (((1,), (0,)), ((), ())))

@@ -4,8 +4,8 @@ XLA:CPU has no fast direct convolution for training: its own is slow, and im2col
 matmul (the "matmul" formulation) writes every patch to memory, which costs ResNets
 a fifth of their step. oneDNN, the library PyTorch uses on CPU, convolves in place
 from NHWC. onednn_conv.cc wraps its forward, input-gradient and kernel-gradient
-primitives for k x k convolutions, and onednn_matmul.cc its sgemm for the 1x1s, which
-are plain matrix products, as XLA FFI handlers. This module builds that library on
+primitives for k x k convolutions, and onednn_matmul.cc its matrix products (matmul
+primitive, sgemm) for the 1x1s, as XLA FFI handlers. This module builds that library on
 first use (native_library.py), registers the handlers, and ties each pair of forward
 and gradients together with a custom VJP.
 
@@ -180,7 +180,7 @@ def _product(a, b, transpose_a=False, transpose_b=False):
 
 @jax.custom_vjp
 def matmul(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    """[m, k] x [k, n] -> [m, n], float32, through oneDNN's sgemm: a 1x1 convolution."""
+    """[m, k] x [k, n] -> [m, n], float32, through oneDNN (onednn_matmul.cc): a 1x1 convolution."""
     return _product(a, b)
 
 
