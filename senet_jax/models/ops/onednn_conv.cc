@@ -21,26 +21,38 @@
 
 namespace ffi = xla::ffi;
 
+// What every handler of the library shares, onednn_matmul.cc's too.
 namespace senet {
-std::mutex& onednn_call_lock();  // onednn_matmul.cc
+
+// One oneDNN call at a time in the process. Each call already spreads over every core with
+// its OpenMP team, and XLA runs independent calls (a block's two 1x1 branches, the copies of
+// a pmapped step) on different threads at once, where two teams on the same cores slow each
+// other down.
+std::mutex& onednn_call_lock() {
+  static std::mutex lock;
+  return lock;
 }
-
-namespace {
-
-using dnnl::memory;
-using Tag = dnnl::memory::format_tag;
-using Type = dnnl::memory::data_type;
 
 dnnl::engine& cpu_engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
 }
 
-// XLA may run several handlers at once on its own threads: each gets its stream and scratch.
+// XLA calls handlers from several threads of its own: each gets its own stream.
 dnnl::stream& thread_stream() {
   thread_local dnnl::stream stream(cpu_engine());
   return stream;
 }
+
+}  // namespace senet
+
+namespace {
+
+using dnnl::memory;
+using Tag = dnnl::memory::format_tag;
+using Type = dnnl::memory::data_type;
+using senet::cpu_engine;
+using senet::thread_stream;
 
 memory thread_scratchpad(const memory::desc& desc) {
   thread_local std::vector<char> bytes;

@@ -6,7 +6,7 @@
 // faster on all three products (benchmarks/RESULTS.md): its matmul primitive where the left
 // operand is read as stored (the forward, the input gradient), its sgemm where it is read
 // transposed (the kernel gradient), for which the primitive has no fast kernel.
-// Built into the same library as onednn_conv.cc.
+// Built into the same library as onednn_conv.cc, whose engine, streams and call lock it uses.
 
 #include <cstdint>
 #include <cstring>
@@ -21,17 +21,10 @@
 
 namespace ffi = xla::ffi;
 
-namespace senet {
-
-// One oneDNN call at a time in the process. Each call already spreads over every core with
-// its OpenMP team, and XLA runs independent calls (a block's two 1x1 branches, the copies of
-// a pmapped step) on different threads at once, where two teams on the same cores slow each
-// other down. Shared with onednn_conv.cc.
-std::mutex& onednn_call_lock() {
-  static std::mutex lock;
-  return lock;
-}
-
+namespace senet {  // defined in onednn_conv.cc
+std::mutex& onednn_call_lock();
+dnnl::engine& cpu_engine();
+dnnl::stream& thread_stream();
 }  // namespace senet
 
 namespace {
@@ -55,11 +48,7 @@ ffi::Error used(ffi::Span<const int64_t> dims, bool transposed, const char* name
 
 using dnnl::memory;
 using Tag = dnnl::memory::format_tag;
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
+using senet::cpu_engine;
 
 // The matmul primitive for [m, k] x op(b)[k, n], made once per shape (making one takes
 // longer than running it).
@@ -95,7 +84,7 @@ ffi::Error gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* 
   if (!ta) {
     try {
       const Product& p = product_for(m, n, k, tb);
-      thread_local dnnl::stream stream(cpu_engine());
+      dnnl::stream& stream = senet::thread_stream();
       memory am(p.a, cpu_engine(), const_cast<float*>(a));
       memory bm(p.b, cpu_engine(), const_cast<float*>(b));
       memory cm(p.c, cpu_engine(), c);
