@@ -68,10 +68,11 @@ def create_train_state(
 def _all_finite(tree) -> jnp.ndarray:
     """True when no leaf holds an inf or a NaN.
 
-    x * 0 is 0 for a finite x and NaN otherwise, so one multiply-sum per leaf answers: on
-    XLA:CPU that is one fused reduction where `jnp.all(jnp.isfinite(x))` compiles to three
-    (about 1,300 more small kernels per ResNet-50 step)."""
-    return jnp.isfinite(sum(jnp.sum(x * 0) for x in jax.tree.leaves(tree)))
+    x - x is 0 for a finite x and NaN otherwise, and the sum of zeros cannot overflow: one
+    fused reduction per leaf that reads it once. `jnp.all(jnp.isfinite(x))` compiles to three
+    kernels per leaf on XLA:CPU, `sum(x * 0)` also writes and reads a zero array per leaf
+    shape, and a max of |x| misses NaN there (its vectorized max drops NaN)."""
+    return jnp.isfinite(sum(jnp.sum(x - x) for x in jax.tree.leaves(tree)))
 
 
 def train_step(

@@ -109,10 +109,17 @@ def test_nonfinite_loss_is_flagged(sgd_state):
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
-def test_all_finite_finds_one_bad_value_among_many_leaves(bad):
-    tree = {"a": np.full((4, 3), 3e38, np.float32), "b": [np.zeros(5, np.float32)] * 3}
+@pytest.mark.parametrize("position", [0, 7, 36863])
+def test_all_finite_finds_one_bad_value_among_many_leaves(bad, position):
+    # A conv-kernel-sized leaf: XLA:CPU's vectorized reductions only run on larger arrays.
+    big = np.random.RandomState(0).uniform(-3e38, 3e38, (3, 3, 64, 64)).astype(np.float32)
+    tree = {"a": big, "b": [np.zeros(5, np.float32)] * 3}
     assert bool(jax.jit(steps._all_finite)(tree))  # large but finite values do not overflow it
     tree["b"] = [np.zeros(5, np.float32), np.array([0, 0, bad, 0, 0], np.float32)]
+    assert not bool(jax.jit(steps._all_finite)(tree))
+    tree["b"] = [np.zeros(5, np.float32)] * 3
+    tree["a"] = big.copy()
+    tree["a"].reshape(-1)[position] = bad
     assert not bool(jax.jit(steps._all_finite)(tree))
 
 
