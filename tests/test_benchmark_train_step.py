@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
+from benchmark_scripts import BENCHMARKS, load
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
+SCRIPT = BENCHMARKS / "train_step.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_train_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("train_step")
 
 
 def test_prints_json_and_last_line(capsys):

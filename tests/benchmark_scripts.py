@@ -1,0 +1,16 @@
+"""Loads a script of benchmarks/ (not a package) as a module, for its tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    """benchmarks/<name>.py as a fresh module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
