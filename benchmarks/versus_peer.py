@@ -91,10 +91,13 @@ def figures(stdout: str) -> dict[str, float]:
     end = stdout.rfind("}")
     if start < 0 or end < start:
         raise RunFailed("no JSON object in its output")
-    result = json.loads(stdout[start : end + 1])
-    out = {"train": float(result["train_images_per_second"])}
-    if "eval_images_per_second" in result:
-        out["eval"] = float(result["eval_images_per_second"])
+    try:
+        result = json.loads(stdout[start : end + 1])
+        out = {"train": float(result["train_images_per_second"])}
+        if "eval_images_per_second" in result:
+            out["eval"] = float(result["eval_images_per_second"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunFailed(f"its output has no readable images/s figure ({e!r})") from None
     return out
 
 

@@ -59,6 +59,15 @@ def test_a_failing_run_is_named_with_its_last_error_line():
         vp.run_cycles({"jax": _printer(1.0), "peer": failing}, 1, report=lambda _: None)
 
 
+@pytest.mark.parametrize(
+    "stdout", ["", "{not json}", '{"loss": 1.0}', '{"train_images_per_second": null}']
+)
+def test_output_without_a_figure_is_one_error(stdout):
+    vp = _load()
+    with pytest.raises(vp.RunFailed, match="no JSON object|no readable images/s"):
+        vp.figures(stdout)
+
+
 def test_both_commands_share_batch_size_steps_and_timm_layout():
     vp = _load()
     a = vp.parse_args(["--model", "se_resnet50", "--batch-size", "8", "--steps", "2"])
