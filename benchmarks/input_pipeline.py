@@ -24,11 +24,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import stl10  # noqa: E402
 from senet_jax.data import iterators, sources, stl10_format  # noqa: E402
+from senet_jax.data.tf_setup import load_tfds  # noqa: E402
 
 
 def prepare_folder(config) -> None:
     """What a training run does first: check the folder, statistics (decodes the training split
     on a first run), the evaluation split; each timed."""
+    t = time.perf_counter()
+    load_tfds()
+    print(f"TensorFlow and tfds imported: {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     info = sources.get_dataset_info(config.data)
     print(

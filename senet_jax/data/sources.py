@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 from senet_jax.data import file_stream, folder, folder_cache, statistics, stl10_prepare
@@ -18,10 +19,16 @@ from senet_jax.data.dataset_info import DatasetInfo, num_examples
 from senet_jax.data.tf_setup import load_tfds
 
 
+@functools.cache
+def _folder_builder(path: str):
+    """Checked once a process: the trainer asks for the builder several times a run."""
+    return folder.image_folder_builder(path)
+
+
 def _builder(data):
     path = folder.parse_folder_dataset(data.dataset)
     if path is not None:
-        return folder.image_folder_builder(path)
+        return _folder_builder(path)
     tfds = load_tfds()
     try:
         return tfds.builder(data.dataset, data_dir=data.data_dir)
