@@ -77,9 +77,9 @@ def main(argv):
     from senet_jax.host_memory import reuse_freed_host_memory
 
     reuse_freed_host_memory()  # before any backend starts: see senet_jax/host_memory.py
-    import tensorflow as tf
+    from senet_jax.data.tf_setup import load_tf
 
-    tf.config.set_visible_devices([], "GPU")  # TensorFlow only feeds data; the accelerator is JAX's
+    load_tf()  # TensorFlow only feeds data, with the accelerators hidden: they are JAX's
     if FLAGS.coordinator_address:
         if jax.config.jax_platforms in (None, "", "cpu") or jax.config.jax_platforms.startswith(
             "cpu"
@@ -93,8 +93,8 @@ def main(argv):
     from senet_jax.checkpointing import IncompatibleCheckpointError
     from senet_jax.data import DatasetUnavailableError, Stl10ArchiveError
     from senet_jax.data.download import DownloadError
+    from senet_jax.data.file_stream import StreamError
     from senet_jax.data.folder import FolderDatasetError
-    from senet_jax.data.streamed import StreamError
     from senet_jax.weights import InitFromError
 
     try:

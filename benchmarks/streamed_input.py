@@ -1,5 +1,5 @@
 """Streamed-path training images per second per CPU core: JPEG decode (only the crop window)
-+ random-resized-crop to 224 + flip + normalisation, exactly as data/streamed.py does it.
++ random-resized-crop to 224 + flip + normalisation, exactly as data/file_stream.py does it.
 
     python benchmarks/streamed_input.py                  # 256 generated 500x375 JPEGs
     python benchmarks/streamed_input.py --threads 2 --size 224
@@ -21,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from senet_jax.data import augment, sources, streamed  # noqa: E402
+from senet_jax.data import augment, file_stream  # noqa: E402
+from senet_jax.data.tf_setup import load_tf  # noqa: E402
 
 
 def _jpegs(tf, count: int, height: int, width: int) -> list[bytes]:
@@ -42,13 +43,13 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=4, help="passes over the images timed")
     args = parser.parse_args()
-    tf = sources.load_tf()
+    tf = load_tf()
     encoded = _jpegs(tf, args.images, 375, 500)
     mean, scale = augment.normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
     def make(position, image_bytes):
         u = augment.example_uniforms(tf, 1234, tf.constant(0, tf.int64), [position])[0]
-        image = streamed.train_image(
+        image = file_stream.train_image(
             tf, image_bytes, u, size=args.size, crop="random_resized_crop", flip=True
         )
         return (image - mean) * scale

@@ -75,7 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.mean = placeholder(tuple)
     c.data.std = placeholder(tuple)
     c.data.cache = True
-    # Streamed input (senet_jax/data/streamed.py): each process reads its own files, decodes per
+    # Streamed input (senet_jax/data/file_stream.py): each process reads its own files, decodes per
     # example, shuffles through a bounded buffer. On with stream=True, or by itself when the
     # training split decoded at image_size would exceed max_cache_bytes (STL10: 138 MB).
     c.data.stream = False

@@ -92,7 +92,7 @@ class CheckpointManager:
         data_identity: dict | None = None,
     ):
         """`read_only` opens existing checkpoints without creating, cleaning or writing anything.
-        `data_identity` (data.streams.iterator_identity) is what the training stream after a
+        `data_identity` (data.iterators.iterator_identity) is what the training stream after a
         checkpoint depends on: saved with each one, and a resume under another is refused."""
         self._data = data_identity
         self.directory = epath.Path(workdir).absolute() / "checkpoints"

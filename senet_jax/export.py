@@ -81,9 +81,10 @@ def write_saved_model(trained, path: str) -> None:
     """A jax2tf SavedModel with the "serving_default" (any size) and "fixed_size" signatures."""
     from jax.experimental import jax2tf
 
-    from senet_jax.data import augment, sources
+    from senet_jax.data import augment
+    from senet_jax.data.tf_setup import load_tf
 
-    tf, size = sources.load_tf(), trained.image_size
+    tf, size = load_tf(), trained.image_size
     converted = jax2tf.convert(
         serving_function(trained),
         polymorphic_shapes=[None, f"(b, {size}, {size}, 3)"],
@@ -123,11 +124,11 @@ def write_saved_model(trained, path: str) -> None:
 
 def write_tflite(trained, path: str, scratch: str) -> None:
     """TFLite converted from the SavedModel's "fixed_size" signature."""
-    from senet_jax.data import sources
+    from senet_jax.data.tf_setup import load_tf
 
     saved_model = os.path.join(scratch, "saved_model_for_tflite")
     write_saved_model(trained, saved_model)
-    tf = sources.load_tf()
+    tf = load_tf()
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["fixed_size"])
     with open(path, "wb") as f:
         f.write(converter.convert())

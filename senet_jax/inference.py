@@ -22,7 +22,8 @@ import ml_collections
 import numpy as np
 
 from senet_jax import checkpointing, data, steps
-from senet_jax.data import augment, sources
+from senet_jax.data import DatasetUnavailableError, Stl10ArchiveError, augment, sources
+from senet_jax.data.tf_setup import load_tf
 
 log = logging.getLogger("senet_jax")
 
@@ -136,7 +137,7 @@ class TrainedModel:
     def __post_init__(self):
         self._forward = jax.jit(lambda variables, x: forward(self.module, variables, x))
         data = self.config.data
-        self._normalise = augment.normaliser(sources.load_tf(), data.mean, data.std)
+        self._normalise = augment.normaliser(load_tf(), data.mean, data.std)
 
     @property
     def image_size(self) -> int:
@@ -144,7 +145,7 @@ class TrainedModel:
 
     def preprocess(self, images) -> np.ndarray:
         """float32 [N, S, S, 3]: resized (when not S x S) and normalised as in evaluation."""
-        tf, size = sources.load_tf(), self.image_size
+        tf, size = load_tf(), self.image_size
         resized = [
             image if image.shape[:2] == (size, size) else augment.resize_uint8(tf, image, size)
             for image in _as_image_list(images)
@@ -260,8 +261,8 @@ def user_errors() -> tuple[type[Exception], ...]:
         LoadError,
         SplitError,
         checkpointing.IncompatibleCheckpointError,
-        sources.DatasetUnavailableError,
-        sources.Stl10ArchiveError,
+        DatasetUnavailableError,
+        Stl10ArchiveError,
         ConfigError,
     )
 

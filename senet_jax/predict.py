@@ -34,9 +34,9 @@ def image_files(paths: list[str]) -> Iterator[str]:
 
 def decode(path: str) -> np.ndarray:
     """uint8 [H, W, 3]; raises ValueError naming why a file is not a readable image."""
-    from senet_jax.data import sources
+    from senet_jax.data.tf_setup import load_tf
 
-    tf = sources.load_tf()
+    tf = load_tf()
     try:
         with open(path, "rb") as f:
             encoded = f.read()

@@ -219,7 +219,7 @@ class Run:
     def selection_split(self) -> str:
         """Where periodic evaluation (and best-checkpoint selection) looks: never the test
         split, unless there is no validation holdout (then nothing is selected)."""
-        return data.streams.VALIDATION if self.info.num_validation_examples else "test"
+        return data.iterators.VALIDATION if self.info.num_validation_examples else "test"
 
 
 def train_and_evaluate(config, workdir: str, *, after_step=None) -> dict[str, Any]:
@@ -257,15 +257,15 @@ def _prepare_data(config, workdir: str):
         os.makedirs(workdir, exist_ok=True)
     if config.data.synthetic_stl10:
         config = config.copy_and_resolve_references()
-        config.data = data.sources.with_synthetic_stl10(
+        config.data = data.stl10_prepare.with_synthetic_stl10(
             config.data, workdir, seed=config.seed, write=is_main
         )
         _sync("synthetic_data")
     info = data.get_dataset_info(config.data) if is_main else None
-    mean_std = data.streams.statistics(config.data) if is_main else None
+    mean_std = data.iterators.statistics(config.data) if is_main else None
     _sync("dataset_prepared")
     info = info or data.get_dataset_info(config.data)
-    mean, std = mean_std or data.streams.statistics(config.data)  # cached by process 0
+    mean, std = mean_std or data.iterators.statistics(config.data)  # cached by process 0
     if config.data.mean is None:
         config = config.copy_and_resolve_references()
         config.data.mean, config.data.std = tuple(mean), tuple(std)
@@ -286,7 +286,7 @@ def _set_up(config, workdir: str) -> Run:
         workdir,
         config,
         num_classes=info.num_classes,
-        data_identity=data.streams.iterator_identity(config.data, info),
+        data_identity=data.iterators.iterator_identity(config.data, info),
     )
     restored = manager.restore_latest(state)
     if restored is state and config.get("init_from"):  # a fresh run: start from the weights
@@ -448,7 +448,7 @@ def _at_best_validation(run: Run, p_eval, state, final_test) -> dict[str, Any]:
     if step != run.total_steps:
         best_state = jax_utils.replicate(run.manager.restore_step(step, run.state))
         test = evaluate(p_eval, best_state, run.config, "test")
-    validation = evaluate(p_eval, best_state, run.config, data.streams.VALIDATION)
+    validation = evaluate(p_eval, best_state, run.config, data.iterators.VALIDATION)
     log.info("best validation accuracy %.4f at step %d", validation["accuracy"], step)
     return {
         "test_accuracy_at_best_validation": test["accuracy"],

@@ -56,13 +56,14 @@ STL10_SHARDS = 3  # files per split of `stl10_sharded`: the streamed path shards
 def stl10_sharded(tmp_path_factory):
     """The same kind of small STL10-layout archive, prepared in STL10_SHARDS files per split
     (tfds writes one file for a split this small): what the streamed path reads."""
-    from senet_jax.data import sources, stl10_format
+    from senet_jax.data import stl10_format, stl10_prepare
+    from senet_jax.data.tf_setup import load_tfds
 
     root = str(tmp_path_factory.mktemp("stl10_sharded_archive"))
     archive = stl10_format.write_stl10_archive(root, STL10_TRAIN, STL10_TEST, seed=1)
     data_dir = str(tmp_path_factory.mktemp("tfds_sharded"))
-    builder = sources.load_tfds().builder("stl10", data_dir=data_dir)
-    sources._prepare_stl10_offline(builder, archive, num_shards=STL10_SHARDS)
+    builder = load_tfds().builder("stl10", data_dir=data_dir)
+    stl10_prepare.prepare_offline(builder, archive, num_shards=STL10_SHARDS)
     return data_dir
 
 

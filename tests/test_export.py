@@ -27,10 +27,11 @@ def trained(trained_run):
 @pytest.fixture(scope="module")
 def images(trained):
     """8 test images at the model's size (a batch predict runs unpadded), and at 96x96."""
-    from senet_jax.data import augment, sources
+    from senet_jax.data import augment
+    from senet_jax.data.tf_setup import load_tf
 
     raw, _ = raw_split(trained.config)
-    tf, size = sources.load_tf(), trained.image_size
+    tf, size = load_tf(), trained.image_size
     small = np.stack([np.asarray(augment.resize_uint8(tf, x, size)) for x in raw[:8]])
     return small, raw[8:16]
 

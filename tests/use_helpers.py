@@ -10,8 +10,9 @@ import numpy as np
 def raw_split(config, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """The split's images as tfds decodes them (96x96 uint8, before any resize), file order."""
     from senet_jax.data import sources
+    from senet_jax.data.tf_setup import load_tfds
 
-    tfds = sources.load_tfds()
+    tfds = load_tfds()
     builder = sources.prepared_builder(config.data)
     examples = list(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)))
     return np.stack([e["image"] for e in examples]), np.array([e["label"] for e in examples])

@@ -79,12 +79,6 @@ def encode_images(images: np.ndarray) -> bytes:
     return np.ascontiguousarray(images.transpose(0, 3, 2, 1)).tobytes()
 
 
-def decode_images(data: bytes) -> np.ndarray:
-    """Inverse of encode_images: STL10 bytes -> uint8 [N, 96, 96, 3]."""
-    flat = np.frombuffer(data, np.uint8)
-    return flat.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 3, 2, 1)
-
-
 def write_split(folder: str, prefix: str, images: np.ndarray, labels: np.ndarray | None) -> None:
     """Writes ``<prefix>_X.bin`` (and ``<prefix>_y.bin`` with labels 0..9 stored as 1..10)."""
     with open(os.path.join(folder, f"{prefix}_X.bin"), "wb") as f:

@@ -6,7 +6,7 @@ import numpy as np
 from config_utils import configure
 
 from configs import stl10
-from senet_jax.data import streams
+from senet_jax.data import iterators
 
 
 def make_config(fixture, **overrides):
@@ -40,10 +40,10 @@ def example_ids(config, batch, mask=None):
 
 def train_batches(config, **layout):
     """The training stream of a whole config (its data section, batch size and seed)."""
-    return streams.train_batches(
+    return iterators.train_batches(
         config.data, batch_size=config.batch_size, seed=config.seed, **layout
     )
 
 
 def eval_batches(config, **layout):
-    return streams.eval_batches(config.data, batch_size=config.batch_size, **layout)
+    return iterators.eval_batches(config.data, batch_size=config.batch_size, **layout)

@@ -11,7 +11,7 @@ import pytest
 from conftest import STL10_TEST, STL10_TRAIN
 from data_helpers import eval_batches, example_ids, make_config, plain, to_uint8, train_batches
 
-from senet_jax.data import sources, streams
+from senet_jax.data import batching, sources
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
@@ -80,7 +80,7 @@ def test_eval_sees_every_example_exactly_once(
                 local_devices=local_devices,
             )
         )
-        assert len(batches) == streams.num_eval_steps(
+        assert len(batches) == batching.num_eval_steps(
             config.batch_size, info.num_eval_examples, process_count
         )
         per_device = batch_size // process_count // local_devices

@@ -1,5 +1,6 @@
-"""Streamed input for splits too big to hold in memory (ImageNet): each process reads only its
-own files, decodes per example, and its batches stay a pure function of (seed, step).
+"""Input streamed from the prepared files, for splits too big to hold in memory (ImageNet):
+each process reads only its own files, decodes per example, and its batches stay a pure
+function of (seed, step).
 
 - Chosen by `config.data.stream=True`, or automatically when the training split decoded at
   `image_size` (examples x size^2 x 3 bytes) exceeds `config.data.max_cache_bytes`.
@@ -23,7 +24,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from senet_jax.data import augment, sources
+from senet_jax.data import augment
+from senet_jax.data.batching import ProcessLayout, num_eval_steps, streamed_epoch_steps
+from senet_jax.data.dataset_info import num_examples
+from senet_jax.data.tf_setup import load_tf, load_tfds
 
 _MAX_CYCLE = 16  # files read at once per process (interleaved)
 
@@ -39,18 +43,18 @@ def decoded_bytes(data, examples: int) -> int:
 
 def is_streamed(data, builder) -> bool:
     """True when config.data.stream is set or the decoded training split exceeds the cap."""
-    if data.get("stream"):
+    if data.stream:
         return True
-    limit = data.get("max_cache_bytes")
+    limit = data.max_cache_bytes
     if limit is None:
         return False
-    examples = sources.num_examples(builder, data.train_split, "train_split")
+    examples = num_examples(builder, data.train_split, "train_split")
     return decoded_bytes(data, examples) > float(limit)
 
 
 def check_supported(data) -> None:
     """One line for each setting the streamed path does not offer."""
-    held = int(data.get("validation_examples") or 0)
+    held = int(data.validation_examples)
     if held:
         raise StreamError(
             f"config.data.validation_examples={held}: the streamed input path (data.stream, or "
@@ -113,7 +117,7 @@ def shard_examples(builder, split: str, count: int) -> tuple[int, ...]:
 
 def check_files(paths, index: int) -> None:
     """Every file of this process's shard is visible here (e.g. a data_dir not on all hosts)."""
-    tf = sources.load_tf()
+    tf = load_tf()
     missing = [p for p in paths if not tf.io.gfile.exists(p)]
     if missing:
         raise StreamError(
@@ -125,7 +129,7 @@ def check_files(paths, index: int) -> None:
 
 def _parser(tf, builder):
     """serialized record -> (encoded image bytes, int32 label), through tfds's own features."""
-    tfds = sources.load_tfds()
+    tfds = load_tfds()
     features = builder.info.features
     decoders = {"image": tfds.decode.SkipDecoding()}
 
@@ -182,21 +186,18 @@ def eval_image(tf, image_bytes, *, size: int, eval_crop: float):
     return tf.slice(image, [top, left, 0], [size, size, 3])
 
 
-def epoch_steps(batch_size: int, examples: tuple[int, ...]) -> int:
-    """Steps per epoch: the smallest process shard, in whole per-process batches."""
-    return min(examples) // (int(batch_size) // len(examples))
-
-
-def train_batches(data, builder, *, batch_size: int, seed: int, start_step: int, layout, stats):
+def train_batches(
+    data, builder, *, batch_size: int, seed: int, start_step: int, layout: ProcessLayout, stats
+):
     """Infinite per-process stream of [devices, per_device, S, S, 3] batches from start_step.
 
-    `layout` is streams.process_layout's tuple; `stats` the (mean, std) to normalise with.
+    `stats` is the (mean, std) to normalise with.
     """
-    tf = sources.load_tf()
+    tf = load_tf()
     index, count, local_devices, per_process = layout
     files, _ = shard(builder, data.train_split, index, count)
     check_files(files, index)
-    steps = epoch_steps(batch_size, shard_examples(builder, data.train_split, count))
+    steps = streamed_epoch_steps(batch_size, shard_examples(builder, data.train_split, count))
     if steps < 1:
         raise StreamError(
             f"config.batch_size={batch_size} exceeds what each of {count} processes holds of "
@@ -230,7 +231,7 @@ def _epoch_records(tf, files, data, seed: int, index: int, take: int):
     """epoch -> this process's records of that epoch: files permuted, then a bounded shuffle."""
     file_key = augment.key(seed, 3, index)
     shuffle_key = augment.key(seed, 4, index)
-    buffer = int(data.get("shuffle_buffer") or 10_000)
+    buffer = int(data.shuffle_buffer)
     paths = tf.constant(files)
     cycle = min(len(files), _MAX_CYCLE)
 
@@ -271,19 +272,19 @@ def _example_maker(tf, data, builder, seed: int, index: int, count: int, stats):
     return make
 
 
-def eval_batches(data, builder, split: str, *, batch_size: int, layout, stats) -> Iterator[dict]:
+def eval_batches(
+    data, builder, split: str, *, batch_size: int, layout: ProcessLayout, stats
+) -> Iterator[dict]:
     """One pass over this process's even share of `split`, padded to the common step count."""
-    from senet_jax.data.streams import num_eval_steps  # the in-memory path's step rule
-
-    tf, tfds = sources.load_tf(), sources.load_tfds()
+    tf, tfds = load_tf(), load_tfds()
     index, count, local_devices, per_process = layout
-    total = sources.num_examples(builder, split, "eval_split")
+    total = num_examples(builder, split, "eval_split")
     spec = split if count == 1 else tfds.even_splits(split, n=count)[index]
     ds = builder.as_dataset(
         split=spec, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
     )
     mean, scale = augment.normalisation(*stats)
-    size, eval_crop = int(data.image_size), float(data.get("eval_crop") or 1.0)
+    size, eval_crop = int(data.image_size), float(data.eval_crop)
 
     @tf.autograph.experimental.do_not_convert
     def make(example):

@@ -1,4 +1,4 @@
-"""The streamed input path (senet_jax/data/streamed.py) on a small STL10 archive prepared in
+"""The streamed input path (senet_jax/data/file_stream.py) on a small STL10 archive prepared in
 several files: sharding, exact resume by step, evaluation coverage and its one-line refusals."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from conftest import STL10_SHARDS, STL10_TEST, STL10_TRAIN
 from data_helpers import make_config
 
 from senet_jax import config as config_lib
-from senet_jax.data import sources, streamed, streams
+from senet_jax.data import batching, file_stream, iterators, sources
+from senet_jax.data.tf_setup import load_tf
 
 
 def streamed_config(data_dir, **overrides):
@@ -25,14 +26,14 @@ def streamed_config(data_dir, **overrides):
 
 
 def _records(builder, files):
-    return list(sources.load_tf().data.TFRecordDataset(files).as_numpy_iterator())
+    return list(load_tf().data.TFRecordDataset(files).as_numpy_iterator())
 
 
 def test_process_shards_are_disjoint_and_cover_the_split(stl10_sharded):
     builder = sources.prepared_builder(streamed_config(stl10_sharded).data)
-    everything = _records(builder, streamed.split_files(builder, "train")[0])
+    everything = _records(builder, file_stream.split_files(builder, "train")[0])
     assert len(everything) == STL10_TRAIN
-    shards = [streamed.shard(builder, "train", i, 2) for i in range(2)]
+    shards = [file_stream.shard(builder, "train", i, 2) for i in range(2)]
     records = [_records(builder, files) for files, _ in shards]
     assert [len(r) for r in records] == [n for _, n in shards]
     assert not set(records[0]) & set(records[1])
@@ -46,12 +47,12 @@ def test_selected_by_max_cache_bytes_and_refuses_a_holdout(stl10_sharded):
     info = sources.get_dataset_info(config.data)
     assert info.streamed and sum(info.shard_examples) == STL10_TRAIN
     config.data.validation_examples = 10
-    with pytest.raises(streamed.StreamError, match="validation_examples=10.*keeps no holdout"):
+    with pytest.raises(file_stream.StreamError, match="validation_examples=10.*keeps no holdout"):
         sources.get_dataset_info(config.data)
 
 
 def _take(config, steps, start_step=0, index=0, count=2):
-    batches = streams.train_batches(
+    batches = iterators.train_batches(
         config.data,
         batch_size=config.batch_size,
         seed=config.seed,
@@ -65,8 +66,10 @@ def _take(config, steps, start_step=0, index=0, count=2):
 
 def test_batches_are_a_function_of_seed_and_step(stl10_sharded):
     config = streamed_config(stl10_sharded, shuffle_buffer=7)
-    shards = streamed.shard_examples(sources.prepared_builder(config.data), "train", 2)
-    per_epoch = streamed.epoch_steps(config.batch_size, shards)  # 8 examples a process-step
+    shards = file_stream.shard_examples(sources.prepared_builder(config.data), "train", 2)
+    per_epoch = batching.streamed_epoch_steps(
+        config.batch_size, shards
+    )  # 8 examples a process-step
     assert per_epoch == min(shards) // 8 >= 2
     run = _take(config, 3 * per_epoch)
     assert run[0]["image"].shape == (2, 4, 32, 32, 3) and run[0]["label"].shape == (2, 4)
@@ -87,7 +90,7 @@ def test_evaluation_sees_every_example_once_over_processes(stl10_sharded):
     counts = set()
     for index in range(2):
         batches = list(
-            streams.eval_batches(
+            iterators.eval_batches(
                 config.data,
                 batch_size=16,
                 process_index=index,
@@ -106,8 +109,10 @@ def test_evaluation_sees_every_example_once_over_processes(stl10_sharded):
 def test_fewer_files_than_processes_is_one_line(stl10_sharded):
     builder = sources.prepared_builder(streamed_config(stl10_sharded).data)
     count = STL10_SHARDS + 1
-    with pytest.raises(streamed.StreamError, match=f"{STL10_SHARDS} file.*{count} processes") as e:
-        streamed.shard(builder, "train", 0, count)
+    with pytest.raises(
+        file_stream.StreamError, match=f"{STL10_SHARDS} file.*{count} processes"
+    ) as e:
+        file_stream.shard(builder, "train", 0, count)
     assert "\n" not in str(e.value)
 
 
@@ -116,9 +121,9 @@ def test_a_file_missing_on_this_host_is_one_line(stl10_sharded, tmp_path):
     shutil.copytree(stl10_sharded, copy)
     config = streamed_config(copy)
     builder = sources.prepared_builder(config.data)
-    files, _ = streamed.shard(builder, "train", 1, 2)
+    files, _ = file_stream.shard(builder, "train", 1, 2)
     os.remove(files[0])
-    with pytest.raises(streamed.StreamError, match="process 1: 1 of its .* missing") as e:
+    with pytest.raises(file_stream.StreamError, match="process 1: 1 of its .* missing") as e:
         _take(config, 1, index=1)
     assert "\n" not in str(e.value)
 
