@@ -143,58 +143,35 @@ def _equalize(tf, x):
     )
 
 
+def _affine(tf, name: str, m, size: int):
+    """Op `name`'s map from output to input pixel about the image centre, per image:
+    (a00, a01, a10, a11, shift_x, shift_y); the magnitude's sign is its direction."""
+    s = 2.0 * m - 1.0
+    zero, one = tf.zeros_like(m), tf.ones_like(m)
+    if name == "rotate":
+        cos, sin = tf.cos(s * math.radians(30.0)), tf.sin(s * math.radians(30.0))
+        return cos, -sin, sin, cos, zero, zero
+    shear, shift = 0.3 * s, 0.3 * size * s
+    return {
+        "shear_x": (one, shear, zero, one, zero, zero),
+        "shear_y": (one, zero, shear, one, zero, zero),
+        "translate_x": (one, zero, zero, one, shift, zero),
+        "translate_y": (one, zero, zero, one, zero, shift),
+    }[name]
+
+
 def _geometric_ops(tf, size: int):
-    """name -> f(x, magnitude) for the ops that move pixels: an affine map about the image
-    centre (ImageProjectiveTransformV3, nearest pixel, mid-grey outside the image)."""
-    signed = lambda m: 2.0 * m - 1.0
-    zero, one = lambda m: tf.zeros_like(m), lambda m: tf.ones_like(m)
-    angle = lambda m: signed(m) * math.radians(30.0)
-    matrices = {  # (a00, a01, a10, a11, shift_x, shift_y): output -> input pixel
-        "rotate": lambda m: (
-            tf.cos(angle(m)),
-            -tf.sin(angle(m)),
-            tf.sin(angle(m)),
-            tf.cos(angle(m)),
-            zero(m),
-            zero(m),
-        ),
-        "shear_x": lambda m: (one(m), 0.3 * signed(m), zero(m), one(m), zero(m), zero(m)),
-        "shear_y": lambda m: (one(m), zero(m), 0.3 * signed(m), one(m), zero(m), zero(m)),
-        "translate_x": lambda m: (
-            one(m),
-            zero(m),
-            zero(m),
-            one(m),
-            0.3 * size * signed(m),
-            zero(m),
-        ),
-        "translate_y": lambda m: (
-            one(m),
-            zero(m),
-            zero(m),
-            one(m),
-            zero(m),
-            0.3 * size * signed(m),
-        ),
-    }
+    """name -> f(x, magnitude) for the ops that move pixels: ImageProjectiveTransformV3 with
+    each image's affine map, nearest pixel, mid-grey outside the image."""
     centre = (size - 1) / 2.0
 
-    def warp(matrix):
+    def warp(name):
         def apply(x, m):
-            a00, a01, a10, a11, tx, ty = matrix(m)
-            transforms = tf.stack(
-                [
-                    a00,
-                    a01,
-                    centre - a00 * centre - a01 * centre + tx,
-                    a10,
-                    a11,
-                    centre - a10 * centre - a11 * centre + ty,
-                    zero(m),
-                    zero(m),
-                ],
-                axis=1,
-            )
+            a00, a01, a10, a11, tx, ty = _affine(tf, name, m, size)
+            offset_x = centre - a00 * centre - a01 * centre + tx
+            offset_y = centre - a10 * centre - a11 * centre + ty
+            zero = tf.zeros_like(m)
+            transforms = tf.stack([a00, a01, offset_x, a10, a11, offset_y, zero, zero], axis=1)
             return tf.raw_ops.ImageProjectiveTransformV3(
                 images=x,
                 transforms=transforms,
@@ -206,4 +183,4 @@ def _geometric_ops(tf, size: int):
 
         return apply
 
-    return {name: warp(matrix) for name, matrix in matrices.items()}
+    return {name: warp(name) for name in OPS[9:]}
