@@ -81,11 +81,17 @@ def apply_op(tf, x, op, magnitude):
     each image is computed by its own op only."""
     n = len(OPS)
     positions = tf.dynamic_partition(tf.range(tf.shape(x)[0]), op, n)
-    images, magnitudes = tf.dynamic_partition(x, op, n), tf.dynamic_partition(magnitude, op, n)
+    images = tf.dynamic_partition(tf.cast(x, tf.uint8), op, n)  # a quarter of float's bytes
+    magnitudes = tf.dynamic_partition(magnitude, op, n)
     ops = {**_colour_ops(tf), **_geometric_ops(tf, int(x.shape[1]))}
-    results = [ops[name](images[k], magnitudes[k]) for k, name in enumerate(OPS)]
-    out = tf.dynamic_stitch(positions, [tf.clip_by_value(tf.round(r), 0.0, 255.0) for r in results])
-    return tf.ensure_shape(out, x.shape)
+    results = [
+        tf.cast(
+            tf.clip_by_value(tf.round(ops[name](tf.cast(images[k], tf.float32), m)), 0, 255),
+            tf.uint8,
+        )
+        for k, (name, m) in enumerate(zip(OPS, magnitudes))
+    ]
+    return tf.ensure_shape(tf.cast(tf.dynamic_stitch(positions, results), tf.float32), x.shape)
 
 
 def _colour_ops(tf):
@@ -117,10 +123,10 @@ def _autocontrast(tf, x):
 
 
 def _smooth(tf, x):
-    """PIL's SMOOTH filter (3x3, centre 5, others 1, over 13); the border keeps its pixels."""
-    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-    kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    inner = tf.round(tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID"))
+    """PIL's SMOOTH filter (3x3, centre 5, others 1, over 13); the border keeps its pixels.
+    The 3x3 sum is an average pool: TF's depthwise convolution is several times slower."""
+    box = 9.0 * tf.nn.avg_pool2d(x, 3, 1, "VALID")
+    inner = tf.round((box + 4.0 * x[:, 1:-1, 1:-1, :]) / 13.0)
     size = x.shape[1]
     where_inner = tf.pad(tf.ones([size - 2, size - 2], tf.bool), [[1, 1], [1, 1]])
     padded = tf.pad(inner, [[0, 0], [1, 1], [1, 1], [0, 0]])
