@@ -1,13 +1,13 @@
 """The strong view of FixMatch-style training: crop and flip as the weak view, then RandAugment
 (two ops drawn from fourteen, each at a random magnitude, as FixMatch's RA variant), then cutout.
 
-Like `augment`, it is one XLA-compiled TF function over a whole batch, driven by per-example
-uniforms from `augment.example_uniforms`, so the strong view is a pure function of
-(seed, epoch, example): columns 0-8 as the weak view's (crop, flip, cutout), 9-12 the two ops
-and their magnitudes. Every op is written with TF's image and array ops on 0..255 values
-rounded after each op, as the PIL ops FixMatch used work on uint8. A batch computes every
-candidate op for every image and keeps the chosen one (static shapes for XLA); the geometric
-ops are ImageProjectiveTransformV3 (nearest pixel, mid-grey fill).
+Like `augment`, it works on whole batches driven by per-example uniforms from
+`augment.example_uniforms`, so the strong view is a pure function of (seed, epoch, example):
+columns 0-8 as the weak view's (crop, flip, cutout), 9-12 the two ops and their magnitudes.
+Every op is written with TF's image and array ops on 0..255 values rounded after each op, as
+the PIL ops FixMatch used work on uint8 (tests compare them with PIL's); each image is
+computed by its own op only. The geometric ops are ImageProjectiveTransformV3 (nearest
+pixel, mid-grey fill).
 
 Magnitude ranges (FixMatch, Sohn et al. 2020, Table 12, and its reference code): enhance
 factors (brightness, colour, contrast, sharpness) 0.1-1.9; posterize 4-8 bits; solarize
