@@ -1,0 +1,160 @@
+"""One semi-supervised training step (FixMatch or FlexMatch), pure and distribution-agnostic.
+
+A step sees B labelled images and mu*B unlabelled ones in two views (weak: flip and crop;
+strong: RandAugment and cutout). The three go through the network in ONE forward pass, so
+BatchNorm normalises them together as FixMatch does (and, with `axis_name`, across devices
+through the model's `bn_axis_name`). The loss is CE(labelled) + weight * the masked
+pseudo-label loss. With `axis_name`, gradients and metrics are averaged over that axis like
+`steps.train_step`, and the FlexMatch record sees the whole global batch on every device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from senet_jax import steps
+from senet_jax.semi_supervised import ema, flexmatch
+from senet_jax.semi_supervised.pseudo_labels import masked_unlabelled_loss, pseudo_label
+
+
+class SemiSupervisedState(steps.TrainState):
+    """`steps.TrainState` plus the averaged parameters (None: EMA off) and FlexMatch's record
+    of the last confident prediction per unlabelled image (None: FixMatch)."""
+
+    ema_params: Any = None
+    pseudo_record: jnp.ndarray | None = None
+
+
+def create_state(
+    state: steps.TrainState, *, method: str, ema_decay: float, num_unlabelled: int
+) -> SemiSupervisedState:
+    """Extends a fresh supervised train state with what the method needs."""
+    record = flexmatch.empty_record(num_unlabelled) if method == "flexmatch" else None
+    fields = {name: getattr(state, name) for name in steps.TrainState.__dataclass_fields__}
+    return SemiSupervisedState(
+        **fields, ema_params=ema.init_ema(state.params, ema_decay), pseudo_record=record
+    )
+
+
+def _loss_fn(state, labelled, unlabelled, key, *, method, threshold, weight, label_smoothing):
+    """params -> (loss, aux): one forward over concat(labelled, weak, strong)."""
+    n_labelled, n_unlabelled = labelled["image"].shape[0], unlabelled["weak"].shape[0]
+    images = jnp.concatenate([labelled["image"], unlabelled["weak"], unlabelled["strong"]])
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": key},
+        )
+        logits = logits.astype(jnp.float32)
+        num_classes = logits.shape[-1]
+        labelled_logits = logits[:n_labelled]
+        weak = logits[n_labelled : n_labelled + n_unlabelled]
+        strong = logits[n_labelled + n_unlabelled :]
+        targets = jax.nn.one_hot(labelled["label"], num_classes)
+        targets = optax.smooth_labels(targets, label_smoothing)
+        labelled_loss = optax.softmax_cross_entropy(labelled_logits, targets).mean()
+        bar = threshold
+        if method == "flexmatch":
+            bar = flexmatch.class_thresholds(state.pseudo_record, num_classes, threshold)
+        pseudo = pseudo_label(weak, bar)
+        unlabelled_loss = masked_unlabelled_loss(strong, pseudo)
+        aux = (labelled_logits, pseudo, labelled_loss, unlabelled_loss, bar, updates)
+        return labelled_loss + weight * unlabelled_loss, aux
+
+    return loss_fn
+
+
+def _metrics(loss, aux, labelled, unlabelled, axis_name) -> dict[str, jnp.ndarray]:
+    """Means over the global batch; pseudo-label accuracy over the used (masked) unlabelled
+    images whose true label is known (>= 0), 0 while there are none."""
+    labelled_logits, pseudo, labelled_loss, unlabelled_loss, bar, _ = aux
+    metrics = {
+        "loss": loss,
+        "labelled_loss": labelled_loss,
+        "unlabelled_loss": unlabelled_loss,
+        "accuracy": jnp.mean(jnp.argmax(labelled_logits, -1) == labelled["label"]),
+        "mask_rate": jnp.mean(pseudo.mask),
+    }
+    if jnp.ndim(bar):
+        metrics["class_thresholds"] = bar
+    sums = {}
+    if "label" in unlabelled:
+        known = pseudo.mask * (unlabelled["label"] >= 0)
+        sums = {
+            "correct": jnp.sum(known * (pseudo.label == unlabelled["label"])),
+            "count": jnp.sum(known),
+        }
+    if axis_name is not None:
+        metrics, sums = jax.lax.pmean(metrics, axis_name), jax.lax.psum(sums, axis_name)
+    if sums:
+        metrics["pseudo_label_accuracy"] = sums["correct"] / jnp.maximum(sums["count"], 1.0)
+    return metrics
+
+
+def ssl_train_step(
+    state: SemiSupervisedState,
+    labelled: dict[str, jnp.ndarray],
+    unlabelled: dict[str, jnp.ndarray],
+    *,
+    method: str = "fixmatch",
+    threshold: float = 0.95,
+    weight: float = 1.0,
+    ema_decay: float = 0.0,
+    label_smoothing: float = 0.0,
+    axis_name: str | None = None,
+) -> tuple[SemiSupervisedState, dict[str, jnp.ndarray]]:
+    """`labelled`: image [B, H, W, C], label [B]. `unlabelled`: weak and strong [mu*B, H, W, C],
+    index [mu*B] (global unlabelled-image indices; FlexMatch needs them) and optionally label
+    [mu*B] (-1 where unknown) for the pseudo-label accuracy metric."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    if axis_name is not None:  # a different dropout mask on every device
+        key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+    loss_fn = _loss_fn(
+        state,
+        labelled,
+        unlabelled,
+        key,
+        method=method,
+        threshold=threshold,
+        weight=weight,
+        label_smoothing=label_smoothing,
+    )
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = _metrics(loss, aux, labelled, unlabelled, axis_name)
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    batch_stats = aux[-1]["batch_stats"]
+    record = state.pseudo_record
+    if method == "flexmatch":
+        pseudo = aux[1]
+        record = flexmatch.record_predictions(
+            record,
+            unlabelled["index"],
+            pseudo.label,
+            pseudo.confidence,
+            threshold,
+            axis_name=axis_name,
+        )
+    checked = (grads, params, batch_stats)
+    metrics["finite"] = (jnp.isfinite(metrics["loss"]) & steps._all_finite(checked)).astype(
+        jnp.float32
+    )
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=opt_state,
+        ema_params=ema.update_ema(state.ema_params, params, ema_decay),
+        pseudo_record=record,
+    )
+    return new_state, metrics

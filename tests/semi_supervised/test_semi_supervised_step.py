@@ -1,0 +1,133 @@
+"""The semi-supervised step: pmapped over 8 devices it matches one device, and it learns."""
+
+from __future__ import annotations
+
+import functools
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import jax_utils
+from test_steps import learnable_batch
+
+from senet_jax import steps
+from senet_jax.semi_supervised import step as ssl_step
+
+AXIS = "batch"
+NUM_UNLABELLED = 64
+
+
+class TinyNet(nn.Module):
+    """Conv, BatchNorm (cross-device with `axis_name`), dropout, dense: what the step needs
+    of a model, compiled in seconds (the step is the same for every registry model)."""
+
+    axis_name: str | None = None
+    dtype: jnp.dtype = jnp.float32
+    dropout: float = 0.0  # 0 where devices are compared: each device draws its own mask
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        x = nn.Conv(8, (3, 3), strides=2, dtype=self.dtype, param_dtype=self.dtype)(x)
+        x = nn.BatchNorm(
+            use_running_average=not train,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            param_dtype=self.dtype,
+        )(x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
+        return nn.Dense(10, dtype=self.dtype, param_dtype=self.dtype)(x.mean(axis=(1, 2)))
+
+
+def make_state(method, ema_decay, axis_name=None, dtype=jnp.float32, dropout=0.0):
+    tx = optax.sgd(0.1, momentum=0.9)
+    model = TinyNet(axis_name, dtype, dropout)
+    state = steps.create_train_state(model, tx, jax.random.key(0), (16, 16, 3))
+    return ssl_step.create_state(
+        state, method=method, ema_decay=ema_decay, num_unlabelled=NUM_UNLABELLED
+    )
+
+
+def batches(seed, labelled=8, mu=2, dtype=np.float32):
+    """A learnable labelled batch and an unlabelled one whose strong view is the weak one
+    plus noise; the first half of the unlabelled labels is known, the rest is -1."""
+    lab = learnable_batch(labelled, size=16, seed=seed)
+    unl = learnable_batch(labelled * mu, size=16, seed=seed + 100)
+    rng = np.random.default_rng(seed)
+    known = np.where(np.arange(labelled * mu) < labelled * mu // 2, unl["label"], -1)
+    unlabelled = {
+        "weak": unl["image"].astype(dtype),
+        "strong": (unl["image"] + rng.normal(0, 0.3, unl["image"].shape)).astype(dtype),
+        "index": rng.permutation(NUM_UNLABELLED)[: labelled * mu].astype(np.int32),
+        "label": known.astype(np.int32),
+    }
+    return {"image": lab["image"].astype(dtype), "label": lab["label"]}, unlabelled
+
+
+def shard(tree):
+    return jax.tree.map(lambda x: x.reshape(8, -1, *x.shape[1:]), tree)
+
+
+@pytest.mark.parametrize("method", ["fixmatch", "flexmatch"])
+def test_eight_devices_and_one_device_give_the_same_state(method):
+    """pmean'd gradients, cross-device BatchNorm, the EMA and FlexMatch's record (gathered
+    over devices) equal the one-device step on the same global batch. Float64, as in
+    test_steps, so the comparison is tight."""
+    assert jax.local_device_count() == 8
+    options = dict(method=method, threshold=0.1, weight=1.0, ema_decay=0.9)
+    with jax.enable_x64(True):
+        single = make_state(method, 0.9, dtype=jnp.float64)
+        replicated = jax_utils.replicate(make_state(method, 0.9, AXIS, jnp.float64))
+        step1 = jax.jit(functools.partial(ssl_step.ssl_train_step, **options))
+        step8 = jax.pmap(
+            functools.partial(ssl_step.ssl_train_step, **options, axis_name=AXIS), axis_name=AXIS
+        )
+        for i in range(2):
+            labelled, unlabelled = batches(i, dtype=np.float64)
+            single, m1 = step1(single, labelled, unlabelled)
+            replicated, m8 = step8(replicated, shard(labelled), shard(unlabelled))
+            for name in ("loss", "unlabelled_loss", "mask_rate", "pseudo_label_accuracy"):
+                np.testing.assert_allclose(m8[name][0], m1[name], rtol=1e-6, err_msg=name)
+        # max of 10 probabilities >= 0.1: every pseudo-label is used
+        assert float(m1["mask_rate"]) == 1.0 and float(m1["unlabelled_loss"]) > 0
+        multi = jax_utils.unreplicate(replicated)
+        chex.assert_trees_all_close(multi.params, single.params, rtol=1e-6, atol=1e-7)
+        chex.assert_trees_all_close(multi.ema_params, single.ema_params, rtol=1e-6, atol=1e-7)
+        chex.assert_trees_all_close(multi.batch_stats, single.batch_stats, rtol=1e-6, atol=1e-7)
+        if method == "flexmatch":
+            np.testing.assert_array_equal(multi.pseudo_record, single.pseudo_record)
+            assert np.all(np.asarray(replicated.pseudo_record) == np.asarray(multi.pseudo_record))
+            assert (np.asarray(single.pseudo_record) >= 0).any()
+            assert m1["class_thresholds"].shape == (10,)
+
+
+def test_the_step_learns_and_the_average_trails_the_weights():
+    state = make_state("fixmatch", 0.9, dropout=0.1)
+    step = jax.jit(functools.partial(ssl_step.ssl_train_step, threshold=0.5, ema_decay=0.9))
+    labelled, unlabelled = batches(0)
+    del unlabelled["label"]  # no known labels: no pseudo-label accuracy
+    losses = []
+    for _ in range(10):
+        state, metrics = step(state, labelled, unlabelled)
+        losses.append(float(metrics["labelled_loss"]))
+        assert metrics["finite"] == 1.0
+    assert "pseudo_label_accuracy" not in metrics and "class_thresholds" not in metrics
+    assert losses[-1] < losses[0] * 0.9
+    assert int(state.step) == 10 and state.pseudo_record is None
+    live = jax.tree.leaves(state.params)[0]
+    average = jax.tree.leaves(state.ema_params)[0]
+    assert not np.allclose(live, average)
+
+
+def test_weight_zero_is_the_labelled_loss_alone():
+    state = make_state("fixmatch", 0.0)
+    labelled, unlabelled = batches(1)
+    _, metrics = jax.jit(functools.partial(ssl_step.ssl_train_step, threshold=0.0, weight=0.0))(
+        state, labelled, unlabelled
+    )
+    assert float(metrics["mask_rate"]) == 1.0
+    assert float(metrics["loss"]) == pytest.approx(float(metrics["labelled_loss"]))
+    assert float(metrics["unlabelled_loss"]) > 0
