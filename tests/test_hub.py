@@ -208,3 +208,27 @@ def test_no_weights_no_hub_or_offline_is_one_line_naming_the_checkpoint_way_out(
         assert reason in proc.stderr and "--checkpoint FILE" in proc.stderr, proc.stderr
         assert not out.exists(), case
     assert not any(p for p in loopback.gets())  # nothing was downloaded by any of them
+
+
+def test_init_from_timm_is_checked_against_config_model_before_any_download():
+    from configs import stl10_finetune
+    from senet_jax import config as config_lib
+
+    config = stl10_finetune.get_config()
+    assert config.init_from == "timm:legacy_seresnet50.in1k"
+    config_lib.validate(config, device_count=8)  # no network: the names and options only
+    for field, value, needs in (
+        ("stride_in_1x1", False, "model.stride_in_1x1=True"),
+        ("name", "se_resnet101", "is a se_resnet50"),
+    ):
+        wrong = config.copy_and_resolve_references()
+        wrong.model[field] = value
+        with pytest.raises(config_lib.ConfigError, match=needs):
+            config_lib.validate(wrong, device_count=8)
+    wrong = config.copy_and_resolve_references()
+    wrong.model.se.min_features = 8
+    with pytest.raises(config_lib.ConfigError, match=r"model\.se\.min_features=1"):
+        config_lib.validate(wrong, device_count=8)
+    wrong.init_from = "timm:legacy_seresnet50.nope"
+    with pytest.raises(config_lib.ConfigError, match="no pretrained tag 'nope'"):
+        config_lib.validate(wrong, device_count=8)
