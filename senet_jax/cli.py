@@ -12,10 +12,18 @@ from collections.abc import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def run_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with --workdir and --checkpoint (argparse exits 2 on a usage error)."""
+def run_parser(description: str, *, pretrained: bool = False) -> argparse.ArgumentParser:
+    """A parser with --workdir and --checkpoint (argparse exits 2 on a usage error); with
+    `pretrained`, --model (a model directory or timm:NAME) may stand in for --workdir."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--workdir", required=True, help="the workdir of a train.py run")
+    source = parser.add_mutually_exclusive_group(required=True) if pretrained else parser
+    source.add_argument("--workdir", required=not pretrained, help="the workdir of a train.py run")
+    if pretrained:
+        source.add_argument(
+            "--model",
+            help="pretrained weights instead of a run: timm:NAME[.TAG] (from the Hugging Face "
+            "hub) or a model directory (python -m senet_jax.weights)",
+        )
     parser.add_argument(
         "--checkpoint",
         default="best",

@@ -166,12 +166,17 @@ def _validate_run(config, devices: int) -> None:
 
 
 def _validate_init_from(config) -> None:
-    """A model directory (python -m senet_jax.weights) of the configured architecture."""
-    directory = config.get("init_from")
-    if not directory:
+    """A model directory (python -m senet_jax.weights) or timm:NAME[.TAG] (fetched from the hub
+    when training starts) of the configured network."""
+    source = config.get("init_from")
+    if not source:
         return
+    if str(source).startswith("timm:"):
+        _check_timm_init_from(config, str(source))
+        return
+    directory = source
     path = os.path.join(str(directory), "model.json")
-    make = "python -m senet_jax.weights --timm NAME --checkpoint FILE --out DIR"
+    make = "python -m senet_jax.weights --timm NAME --out DIR, or init_from=timm:NAME"
     if not os.path.isfile(path):
         _fail("init_from", f"{directory} holds no model.json: not a model directory ({make})")
     try:
@@ -185,6 +190,41 @@ def _validate_init_from(config) -> None:
             f"{directory} holds {name} weights but config.model.name is "
             f"{config.model.name!r}; use --config.model.name={name} and its options",
         )
+
+
+def _check_timm_init_from(config, source: str) -> None:
+    """The weights are known, and config.model describes their network option by option."""
+    from senet_jax import hub, weights
+
+    try:
+        full, _ = hub.resolve(source)
+    except hub.HubError as e:
+        _fail("init_from", str(e))
+    name, options, _ = weights.timm_architecture(full)
+    wanted = weights.model_config(name, options)
+    if config.model.name != name:
+        _fail("init_from", f"{full} is a {name}: set --config.model.name={name} and its options")
+    network = weights.build_model(wanted, 1000)  # its defaults fill what options leave out
+    for key in ("stride_in_1x1", "stem_pool", "branch_relu", "relu6", "padding", "stem_strides"):
+        value = getattr(network, key, None)
+        if key in config.model and value is not None and config.model[key] != value:
+            _fail(
+                "init_from",
+                f"{full} needs model.{key}={value!r}, the config has {config.model[key]!r}; "
+                f"set --config.model.{key}={value}",
+            )
+    ours = config.model.get("se") or {}
+    for key, value in wanted["se"].items() if getattr(network, "se", None) else ():
+        if key in ours and _plain(ours[key]) != _plain(value):
+            _fail(
+                "init_from",
+                f"{full} needs model.se.{key}={value!r}, the config has {ours[key]!r}; "
+                f"set --config.model.se.{key}={value}",
+            )
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _validate_model(config) -> None:

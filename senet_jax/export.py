@@ -170,7 +170,7 @@ def describe(trained, fmt: str, kernels: str, workdir: str) -> dict[str, Any]:
         "class_names": list(trained.class_names),
         "kernels": {"name": kernels, **KERNELS[kernels]},
         "platforms": list(PLATFORMS) if fmt != "tflite" else ["tflite"],
-        "workdir": os.path.abspath(workdir),
+        "workdir": workdir if workdir.startswith("timm:") else os.path.abspath(workdir),
         "checkpoint_step": trained.step,
         "model": trained.config.model.name,
     }
@@ -202,7 +202,10 @@ def export(trained, fmt: str, out: str, *, kernels: str = "reference", workdir: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.run_parser("Export a trained run as a SavedModel, TFLite or StableHLO file.")
+    parser = cli.run_parser(
+        "Export a trained run or pretrained weights as a SavedModel, TFLite or StableHLO file.",
+        pretrained=True,
+    )
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True, help="folder for the artifact")
     parser.add_argument("--kernels", default="reference", choices=sorted(KERNELS))
@@ -212,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         from senet_jax import inference
 
         check_out(args.out)
-        trained = inference.load(args.workdir, args.checkpoint)
-        path = export(trained, args.format, args.out, kernels=args.kernels, workdir=args.workdir)
+        source = args.model or args.workdir
+        trained = inference.load(source, args.checkpoint)
+        path = export(trained, args.format, args.out, kernels=args.kernels, workdir=source)
         print(f"wrote {path} (checkpoint {trained.step}; calling convention in {args.format}.json)")
         return 0
 

@@ -133,6 +133,9 @@ class TrainedModel:
     module: nn.Module
     variables: dict[str, Any]
     batch_size: int = 64
+    # Pretrained weights' own evaluation preprocessing (weights.py's model.json "preprocessing":
+    # shorter side to resize_size, centre crop_size); None: a run's, resize to S x S.
+    preprocessing: dict[str, Any] | None = None
 
     def __post_init__(self):
         self._forward = jax.jit(lambda variables, x: forward(self.module, variables, x))
@@ -146,10 +149,13 @@ class TrainedModel:
     def preprocess(self, images) -> np.ndarray:
         """float32 [N, S, S, 3]: resized (when not S x S) and normalised as in evaluation."""
         tf, size = load_tf(), self.image_size
-        resized = [
-            image if image.shape[:2] == (size, size) else augment.resize_uint8(tf, image, size)
-            for image in _as_image_list(images)
-        ]
+        if self.preprocessing:
+            resized = [_resize_and_crop(tf, i, self.preprocessing) for i in _as_image_list(images)]
+        else:
+            resized = [
+                image if image.shape[:2] == (size, size) else augment.resize_uint8(tf, image, size)
+                for image in _as_image_list(images)
+            ]
         return np.asarray(self._normalise(np.stack([np.asarray(r) for r in resized])))
 
     def apply_normalised(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,9 +190,65 @@ class TrainedModel:
         return dataclasses.replace(self, config=config, module=module)
 
 
+def _resize_and_crop(tf, image: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
+    """uint8 image: shorter side to resize_size (their interpolation, antialiased), then the
+    centre crop_size square, as timm evaluates its weights."""
+    short, crop = int(preprocessing["resize_size"]), int(preprocessing["crop_size"])
+    h, w = image.shape[:2]
+    size = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+    method = {"bicubic": "bicubic", "bilinear": "bilinear"}.get(
+        preprocessing.get("interpolation"), "bilinear"
+    )
+    resized = tf.image.resize(image, size, method=method, antialias=True)
+    resized = np.asarray(tf.clip_by_value(tf.round(resized), 0, 255)).astype(np.uint8)
+    top, left = int(round((size[0] - crop) / 2)), int(round((size[1] - crop) / 2))
+    return resized[top : top + crop, left : left + crop]
+
+
+def load_weights(source: str, *, batch_size: int = 64) -> TrainedModel:
+    """Pretrained weights as a model: "timm:NAME[.TAG]" (fetched from the hub and converted in
+    memory) or a model directory, with their class names and their own preprocessing."""
+    from senet_jax import hub, weights
+
+    try:
+        if source.startswith(hub.PREFIX):
+            from safetensors.numpy import load_file
+
+            full, facts = hub.resolve(source)
+            _, variables = weights.from_timm(full, load_file(hub.download(full)))
+            info = {
+                "model": weights.model_config(*weights.timm_architecture(full)[:2]),
+                "num_classes": int(np.shape(variables["params"]["classifier"]["bias"])[0]),
+                "preprocessing": hub.preprocessing(facts),
+            }
+            info["class_names"] = (
+                hub.imagenet_class_names() if info["num_classes"] == 1000 else None
+            )
+        else:
+            _, variables, info = weights.load_pretrained(source)
+    except ValueError as e:
+        raise LoadError(str(e)) from None
+    prep = info.get("preprocessing")
+    if not prep:
+        raise LoadError(
+            f"{source}: model.json has no preprocessing; write it with senet_jax.weights"
+        )
+    count = int(info["num_classes"])
+    data = {"image_size": prep["crop_size"], "mean": prep["mean"], "std": prep["std"]}
+    config = ml_collections.ConfigDict(
+        {"model": info["model"], "data": data, "half_precision": False}
+    )
+    names = tuple(info.get("class_names") or (str(i) for i in range(count)))
+    module = steps.create_model(config, count)
+    return TrainedModel(config, names, 0, module, variables, batch_size, preprocessing=prep)
+
+
 def load(workdir: str, checkpoint: str | int = "best", *, batch_size: int = 64) -> TrainedModel:
     """The model of a run at a checkpoint: "best" (by checkpointing.BEST_METRIC; the latest
-    when no checkpoint recorded it), "latest" or a step number."""
+    when no checkpoint recorded it), "latest" or a step number. Pretrained weights,
+    "timm:NAME[.TAG]" or a model directory, load through `load_weights` (no checkpoint)."""
+    if str(workdir).startswith("timm:") or os.path.isfile(os.path.join(workdir, "model.json")):
+        return load_weights(str(workdir), batch_size=batch_size)
     config, class_names = read_run(workdir)
     manager = checkpointing.CheckpointManager(
         workdir, config, num_classes=len(class_names), read_only=True

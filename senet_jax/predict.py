@@ -1,5 +1,6 @@
-"""Classify image files with a trained run:
+"""Classify image files with a trained run or pretrained weights:
 python -m senet_jax.predict --workdir W FILE_OR_DIR ... [--top-k 5] [--json]
+python -m senet_jax.predict --model timm:legacy_seresnet50.in1k photo.jpg   (or --model DIR)
 
 Files (JPEG, PNG, BMP, GIF; directories are walked) are decoded by TensorFlow as tfds decodes
 dataset images, then resized and normalised exactly as evaluation does, and classified in
@@ -74,7 +75,10 @@ def predict_files(trained, paths: list[str], top_k: int) -> tuple[list[dict], li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.run_parser("Class probabilities of image files from a trained run.")
+    parser = cli.run_parser(
+        "Class probabilities of image files from a trained run or pretrained weights.",
+        pretrained=True,
+    )
     parser.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from senet_jax import inference
 
-        trained = inference.load(args.workdir, args.checkpoint, batch_size=args.batch_size)
+        source = args.model or args.workdir
+        trained = inference.load(source, args.checkpoint, batch_size=args.batch_size)
         results, skipped = predict_files(trained, args.paths, args.top_k)
         if args.json:
             json.dump({"checkpoint_step": trained.step, "images": results}, sys.stdout, indent=2)

@@ -290,7 +290,8 @@ def _set_up(config, workdir: str) -> Run:
     )
     restored = manager.restore_latest(state)
     if restored is state and config.get("init_from"):  # a fresh run: start from the weights
-        restored = weights.initialise_from(state, config.init_from, info.num_classes)
+        directory = _pretrained_directory(config, workdir)
+        restored = weights.initialise_from(state, directory, info.num_classes)
     state = restored
     is_main = jax.process_index() == 0
     start = int(state.step)
@@ -478,6 +479,14 @@ def _hparams(config) -> dict[str, Any]:
 
     walk(config, "")
     return flat
+
+
+def _pretrained_directory(config, workdir: str) -> str:
+    """config.init_from as a model directory; timm:NAME is fetched once, by process 0."""
+    is_main = jax.process_index() == 0
+    directory = weights.init_from_directory(config.init_from, workdir, is_main=is_main)
+    _sync("pretrained_weights")
+    return directory
 
 
 def _sync(name: str) -> None:

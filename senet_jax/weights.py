@@ -1,9 +1,11 @@
 """Pretrained weights: timm state_dicts to Flax variables, and a model directory to keep them.
 
+    python -m senet_jax.weights --timm legacy_seresnet50.in1k --out DIR     # from the hub
     python -m senet_jax.weights --timm seresnet50 --checkpoint seresnet50.safetensors --out DIR
 
-`from_timm(name, state_dict)` needs only numpy arrays; torch and timm are imported by the
-command line alone (the `convert` extra), for .pth files and timm's preprocessing facts.
+`from_timm(name, state_dict)` needs only numpy arrays. Neither torch nor timm is imported
+for hub downloads or .safetensors files (preprocessing facts and class names are package
+data, see hub.py); torch (the `convert` extra) reads .pth files only.
 
 A model directory (what `load_pretrained(DIR)` and `config.init_from=DIR` read):
 
@@ -21,6 +23,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from senet_jax import hub
 from senet_jax.models import create_model
 from senet_jax.models.se import SEOptions
 
@@ -279,8 +283,13 @@ def read_checkpoint(path: str) -> dict[str, np.ndarray]:
 
         return load_file(path)
     allow_torch_beside_tensorflow()
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        raise ValueError(
+            f"checkpoint {path}: .pth files need torch (pip install 'senet-jax[convert]'); "
+            ".safetensors files and --timm NAME without --checkpoint do not"
+        ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable file is one error line
@@ -299,42 +308,38 @@ def read_checkpoint(path: str) -> dict[str, np.ndarray]:
 
 
 def timm_preprocessing(name: str) -> dict[str, Any]:
-    """The evaluation preprocessing of timm's default pretrained weights for `name`."""
-    allow_torch_beside_tensorflow()
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(name.split(".")[0])
-    size = int(cfg.input_size[-1])
-    crop_pct = float(cfg.crop_pct)
-    return {
-        "input_size": size,
-        "resize_size": int(size / crop_pct),  # shorter side, then a center crop
-        "crop_size": size,
-        "crop_pct": crop_pct,
-        "mean": [float(v) for v in cfg.mean],
-        "std": [float(v) for v in cfg.std],
-        "interpolation": cfg.interpolation,
-    }
+    """The evaluation preprocessing timm records for `name`'s weights (no tag: its default)."""
+    try:
+        _, facts = hub.resolve(name)
+    except hub.HubError:  # an architecture timm has no weights for: its untrained config
+        facts = hub.table()["untrained"][name.split(".")[0]]
+    return hub.preprocessing(facts)
 
 
-def imagenet_class_names() -> list[str]:
-    from timm.data import ImageNetInfo
+def check_new_directory(out: str) -> None:
+    """--out must be new or empty: checked before any download or conversion."""
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise ValueError(f"{os.path.abspath(out)} exists and is not empty: choose a new --out")
 
-    info = ImageNetInfo()
-    return [info.index_to_description(i) for i in range(info.num_classes())]
 
-
-def convert(timm_name: str, checkpoint: str, out: str) -> dict[str, Any]:
-    """Checkpoint file -> model directory; returns model.json's contents."""
+def convert(timm_name: str, checkpoint: str | None, out: str) -> dict[str, Any]:
+    """Checkpoint file (or, with none, timm's weights from the hub) -> model directory;
+    returns model.json's contents."""
     registry_name, options, _ = timm_architecture(timm_name)
-    state_dict = read_checkpoint(checkpoint)
-    model, variables = from_timm(timm_name, state_dict)
+    check_new_directory(out)
+    if checkpoint is None:
+        timm_name = hub.resolve(timm_name)[0]
+        checkpoint = hub.download(timm_name)
+        source = {"timm": timm_name, "hf_hub_id": hub.resolve(timm_name)[1]["hf_hub_id"]}
+    else:
+        source = {"timm": timm_name, "checkpoint": os.path.basename(checkpoint)}
+    model, variables = from_timm(timm_name, read_checkpoint(checkpoint))
     num_classes = model.num_classes
     info = {
         "num_classes": num_classes,
-        "class_names": imagenet_class_names() if num_classes == 1000 else None,
+        "class_names": hub.imagenet_class_names() if num_classes == 1000 else None,
         "preprocessing": timm_preprocessing(timm_name),
-        "source": {"timm": timm_name, "checkpoint": os.path.basename(checkpoint)},
+        "source": source,
     }
     save_pretrained(out, model_config(registry_name, options), variables, info)
     with open(os.path.join(out, "model.json")) as f:
@@ -344,10 +349,15 @@ def convert(timm_name: str, checkpoint: str, out: str) -> dict[str, Any]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m senet_jax.weights",
-        description="Convert a timm checkpoint into a senet_jax model directory.",
+        description="Write a senet_jax model directory from timm weights: a file, or by name "
+        "from the Hugging Face hub.",
     )
-    p.add_argument("--timm", required=True, help=f"timm model name: {SUPPORTED}")
-    p.add_argument("--checkpoint", required=True, help="the timm weights: .safetensors or .pth")
+    p.add_argument("--timm", required=True, help=f"timm model name[.tag]: {SUPPORTED}")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="the timm weights: .safetensors or .pth (default: download NAME from the hub)",
+    )
     p.add_argument("--out", required=True, help="the model directory to write (new or empty)")
     a = p.parse_args(argv)
     try:
@@ -357,10 +367,6 @@ def main(argv=None) -> int:
         return 2
     print(f"wrote {a.out}: {meta['model']['name']}, {meta['params']:,} parameters")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 class InitFromError(ValueError):
@@ -387,7 +393,34 @@ def initialise_from(state, directory: str, num_classes: int):
             num_classes,
             info.get("num_classes"),
         )
+    log.info("init_from: starting from the weights in %s (%s)", directory, info.get("source"))
     return state.replace(params=params, batch_stats=stats, opt_state=state.tx.init(params))
+
+
+def init_from_directory(init_from: str, workdir: str, *, is_main: bool) -> str:
+    """The model directory config.init_from names: itself, or for "timm:NAME[.TAG]"
+    WORKDIR/pretrained/NAME.TAG, downloaded and converted by the main process when absent
+    (the others wait for it, then read it)."""
+    if not str(init_from).startswith(hub.PREFIX):
+        return init_from
+    try:
+        full = hub.resolve(init_from)[0]
+    except hub.HubError as e:
+        raise InitFromError(f"config.init_from: {e}") from None
+    directory = os.path.join(os.path.abspath(workdir), "pretrained", full)
+    if not is_main or os.path.isfile(os.path.join(directory, "model.json")):
+        return directory
+    staging = f"{directory}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)  # left without model.json by a crash
+    log.info("init_from: downloading timm weights %s and converting them into %s", full, directory)
+    try:
+        convert(full, None, staging)
+    except ValueError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InitFromError(f"config.init_from: {e}") from None
+    os.replace(staging, directory)
+    return directory
 
 
 def _graft(ours, theirs, directory: str):
@@ -415,3 +448,7 @@ def _graft(ours, theirs, directory: str):
         for k, v in flat_ours.items()
     }
     return flax.traverse_util.unflatten_dict(merged)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
