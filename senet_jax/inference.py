@@ -212,10 +212,9 @@ def load_weights(source: str, *, batch_size: int = 64) -> TrainedModel:
 
     try:
         if source.startswith(hub.PREFIX):
-            from safetensors.numpy import load_file
-
             full, facts = hub.resolve(source)
-            _, variables = weights.from_timm(full, load_file(hub.download(full)))
+            state_dict = weights.read_checkpoint(hub.download(full))
+            _, variables = weights.from_timm(full, state_dict)
             info = {
                 "model": weights.model_config(*weights.timm_architecture(full)[:2]),
                 "num_classes": int(np.shape(variables["params"]["classifier"]["bias"])[0]),
