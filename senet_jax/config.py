@@ -205,12 +205,13 @@ def _check_timm_init_from(config, source: str) -> None:
     if config.model.name != name:
         _fail("init_from", f"{full} is a {name}: set --config.model.name={name} and its options")
     network = weights.build_model(wanted, 1000)  # its defaults fill what options leave out
+    configured = weights.build_model(config.model.to_dict(), 1000)  # so do the config's
     for key in ("stride_in_1x1", "stem_pool", "branch_relu", "relu6", "padding", "stem_strides"):
-        value = getattr(network, key, None)
-        if key in config.model and value is not None and config.model[key] != value:
+        value, have = getattr(network, key, None), getattr(configured, key, None)
+        if value is not None and have != value:
             _fail(
                 "init_from",
-                f"{full} needs model.{key}={value!r}, the config has {config.model[key]!r}; "
+                f"{full} needs model.{key}={value!r}, the config has {have!r}; "
                 f"set --config.model.{key}={value}",
             )
     ours = config.model.get("se") or {}

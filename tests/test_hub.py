@@ -295,3 +295,53 @@ def test_a_pth_name_without_torch_is_one_line_naming_the_extra_and_hub_hosted_na
     assert "PyTorch .pth file" in proc.stderr and "senet-jax[convert]" in proc.stderr
     assert "seresnet50.a1_in1k" in proc.stderr
     assert not out.exists() and not loopback.requests
+
+
+def test_an_option_the_config_leaves_out_is_checked_by_the_models_default():
+    from configs import smoke
+    from senet_jax import config as config_lib
+
+    config = smoke.get_config()
+    config.model.name, config.model.width_multiplier = "se_resnet18", 1.0
+    config.init_from = "timm:" + NAME
+    assert "branch_relu" not in config.model  # the model's default (False) would be trained
+    with pytest.raises(config_lib.ConfigError, match="needs model.branch_relu=True"):
+        config_lib.validate(config, device_count=8)
+    config.model.branch_relu = True
+    config_lib.validate(config, device_count=8)
+
+
+def test_train_py_downloads_converts_and_fine_tunes_from_timm_name(
+    loopback, tmp_path, compile_cache
+):
+    from training_runs import run_train
+
+    workdir = tmp_path / "run"
+    hub_settings = {k: loopback.env[k] for k in ("HF_ENDPOINT", "HF_HUB_CACHE", "PYTHONPATH")}
+    proc = run_train(
+        str(workdir),
+        compile_cache,
+        env_extra=hub_settings,  # torch hidden, as on a machine without it
+        config="configs/stl10_finetune.py",
+        init_from="timm:legacy_seresnet18",
+        synthetic_stl10="(36,16)",  # 16 left to train on after validation: one batch of 16
+        image_size=32,
+        num_epochs=1,
+        warmup_epochs=0,
+        eval_every_epochs=1,
+        **{  # legacy_seresnet18's network (config.validate says so otherwise)
+            "model.name": "se_resnet18",
+            "model.branch_relu": True,
+            "model.stride_in_1x1": True,
+            "model.stem_pool": "ceil",
+            "model.se.min_features": 1,
+        },
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    directory = workdir / "pretrained" / NAME
+    assert f"downloading timm weights {NAME} and converting them into {directory}" in proc.stderr
+    assert f"starting from the weights in {directory}" in proc.stderr
+    assert "new classifier head for 10 classes (the weights have 1000)" in proc.stderr
+    assert len(loopback.gets()) == 1 and (directory / "model.json").is_file()
+    with open(workdir / "results.json") as f:
+        assert json.load(f)["test_examples"] == 16
