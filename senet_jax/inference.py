@@ -26,8 +26,6 @@ from senet_jax.data import augment, sources
 
 log = logging.getLogger("senet_jax")
 
-CHECKPOINT_CHOICES = ("best", "latest")
-
 
 class LoadError(ValueError):
     """The workdir cannot give the model asked for (no config, no such checkpoint, ...)."""
@@ -249,20 +247,6 @@ def eval_state(trained: TrainedModel) -> steps.TrainState:
         rng=None,
         apply_fn=trained.module.apply,
         tx=None,
-    )
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """What a command reports in one line (exit 2) rather than as a traceback."""
-    from senet_jax.config import ConfigError
-
-    return (
-        LoadError,
-        SplitError,
-        checkpointing.IncompatibleCheckpointError,
-        sources.DatasetUnavailableError,
-        sources.Stl10ArchiveError,
-        ConfigError,
     )
 
 
