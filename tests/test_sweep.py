@@ -476,6 +476,7 @@ ABLATIONS = [
     "resnet_placement",
     "resnet_stages",
     "resnet_reduction",
+    "attention",
 ]
 
 

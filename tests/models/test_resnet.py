@@ -133,6 +133,46 @@ def test_se_blocks_select_stages_by_name_or_number(blocks):
     assert STAGE_NAMES == ("conv2_x", "conv3_x", "conv4_x", "conv5_x")
 
 
+# timm 1.0.31's resnet50 with block_args=dict(attn_layer=KIND) (issue 23); GE follows the
+# paper (timm's fails to build), its GE-theta-minus has no parameters.
+ATTENTION_COUNTS = [
+    ("se", "se", 28_088_024),
+    ("eca", "eca", 25_557_118),
+    ("cbam", "cbam", 28_073_576),
+    ("ese", "ese", 45_691_688),
+    ("ge", None, 25_557_032),
+]
+
+
+@pytest.mark.parametrize("kind,timm_kind,expected", ATTENTION_COUNTS)
+def test_se_resnet50_attention_kind_sizes(kind, timm_kind, expected):
+    ours = param_count(create_model("se_resnet50", num_classes=1000, se={"kind": kind}))
+    assert ours == expected
+    if timm_kind is not None:
+        weights.allow_torch_beside_tensorflow()
+        timm = pytest.importorskip("timm")
+        twin = timm.create_model(
+            "resnet50", pretrained=False, device="meta", block_args=dict(attn_layer=timm_kind)
+        )
+        assert ours == sum(p.numel() for p in twin.parameters())
+
+
+def test_cifar_stem_is_the_cifar_resnet():
+    # kuangliu/timm's CIFAR ResNet-18: 11,173,962 parameters with 10 classes.
+    cifar = dict(num_classes=10, stem="cifar", stem_strides=1)
+    assert param_count(create_model("resnet18", **cifar), 32) == 11_173_962
+    assert param_count(create_model("se_resnet18", **cifar), 32) == 11_263_042
+    assert create_model("resnet18", **cifar).total_stride() == 8
+    assert final_map("resnet18", 32, width_multiplier=1.0, stem="cifar", stem_strides=1) == (
+        1,
+        4,
+        4,
+        512,
+    )
+    with pytest.raises(ValueError, match=r"stem='cifar10'.*cifar"):
+        init_shapes(create_model("resnet18", stem="cifar10"), 32)
+
+
 def test_plain_resnets_ignore_se_options():
     assert param_count(create_model("resnet18", se={"reduction": 4}), 32) == param_count(
         create_model("resnet18"), 32
