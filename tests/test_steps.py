@@ -250,11 +250,17 @@ def test_every_attention_kind_trains_a_step(name, kind):
     config.model.se.kind = kind
     config.model.se.gather = "conv" if kind == "ge" else "pool"  # GE-theta: it has weights
     config.model.se.extent = 2 if kind == "ge" else 0
+    if name == "se_resnet50":
+        config.model.stage_sizes = (1, 1, 1, 1)  # one bottleneck unit a stage keeps it quick
     state = make_state(config)
     new, metrics = jax.jit(steps.train_step)(state, learnable_batch())
     assert np.isfinite(float(metrics["loss"]))
-    unit = "block13" if name == "se_mobilenet_v1" else "conv5_3"
+    unit = "block13" if name == "se_mobilenet_v1" else "conv5_1"
     before, after = state.params[unit][kind], new.params[unit][kind]
     assert any(
         bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))
     )
+    if kind in ("cbam", "ge"):  # their own BatchNorm statistics move too
+        old_stats, new_stats = state.batch_stats[unit][kind], new.batch_stats[unit][kind]
+        pairs = zip(jax.tree.leaves(old_stats), jax.tree.leaves(new_stats))
+        assert any(bool(jnp.any(a != b)) for a, b in pairs)
