@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.dropout_rate = 0.0
     c.model.depthwise_implementation = "auto"  # unused by ResNets
     c.model.conv_implementation = "auto"
+    c.model.se.kind = "se"  # or "eca", "cbam", "ge", "ese" (configs/ablations/attention.py)
     c.model.se.reduction = 16
     c.model.se.squeeze = "avg"
     c.model.se.gate = "sigmoid"
