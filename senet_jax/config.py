@@ -14,6 +14,8 @@ import tempfile
 
 import jax
 
+from senet_jax import remat
+
 # Fields of the flat layout used before config sections, by their new place.
 RENAMED = {
     "model": "model.name",
@@ -155,6 +157,7 @@ def _validate_run(config, devices: int) -> None:
     ):
         _check_positive(config, field, int)
     _check_positive(config, "eval_every_epochs")
+    _check_choice(config, "rematerialize", remat.POLICIES)
     if config.batch_size % devices:
         fix = max(devices, config.batch_size // devices * devices)
         _fail(
