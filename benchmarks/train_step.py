@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -93,6 +94,11 @@ def parse_args(argv=None):
         help="an architecture option the config does not carry, VALUE as JSON "
         "(e.g. stride_in_1x1=false stem_pool='\"pad\"'); repeatable",
     )
+    p.add_argument(
+        "--rematerialize",
+        default="none",
+        help="config.rematerialize: what the backward keeps (senet_jax/remat.py)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
     a = p.parse_args(argv)
     for name in ("batch_size", "image_size", "steps", "repeats"):
@@ -124,6 +130,7 @@ def make_config(a):
     c.model.se.kind = a.attention
     if a.stem_strides is not None:
         c.model.stem_strides = a.stem_strides
+    c.rematerialize = a.rematerialize
     return c
 
 
@@ -173,12 +180,17 @@ def run(a):
     }
 
     step = jax.jit(
-        functools.partial(steps.train_step, label_smoothing=config.optim.label_smoothing),
+        functools.partial(
+            steps.train_step,
+            label_smoothing=config.optim.label_smoothing,
+            rematerialize=config.rematerialize,
+        ),
         donate_argnums=0,
     )
     t0 = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - t0
+    temp_bytes = getattr(compiled.memory_analysis(), "temp_size_in_bytes", None)
     holder = {"state": state}
 
     def train_steps(n):
@@ -215,6 +227,8 @@ def run(a):
         "train_images_per_second_runs": [round(r, 1) for r in train_rates],
         "final_loss": float(metrics["loss"]),
         "host_memory_reused": host_memory_reused,
+        "rematerialize": config.rematerialize,
+        "train_step_temp_bytes": temp_bytes,
     }
     if not a.no_eval:
         eval_batch = {**batch, "mask": jnp.ones((a.batch_size,), bool)}
@@ -233,6 +247,9 @@ def run(a):
         eval_ips, _ = _median_rate(lambda: eval_steps(a.steps), a.repeats, a.steps * a.batch_size)
         result["eval_images_per_second"] = round(eval_ips, 1)
     result["peak_device_memory_bytes"] = peak_memory_bytes()
+    # Linux reports kilobytes, macOS bytes.
+    scale = 1 if sys.platform == "darwin" else 1024
+    result["peak_host_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     result["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     result["host_cpu"] = cpu_model()
     result["host_cores"] = os.cpu_count()

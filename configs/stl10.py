@@ -105,6 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_epochs = 600
     c.seed = 0
     c.half_precision = False  # bfloat16 compute, float32 parameters
+    # What the backward pass keeps of the forward (senet_jax/remat.py): "none", or
+    # "conv_outputs" (recompute BatchNorm, activations and SE gates: less memory, more compute).
+    c.rematerialize = "none"
     c.init_from = placeholder(str)  # a model directory (python -m senet_jax.weights) to start from
 
     # Bookkeeping.

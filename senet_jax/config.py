@@ -13,6 +13,8 @@ import tempfile
 
 import jax
 
+from senet_jax import remat
+
 
 class ConfigError(ValueError):
     """A config field has a value the job cannot run with."""
@@ -106,6 +108,7 @@ def _validate_run(config, devices: int) -> None:
     ):
         _check_positive(config, field, int)
     _check_positive(config, "eval_every_epochs")
+    _check_choice(config, "rematerialize", remat.POLICIES)
     if config.batch_size % devices:
         fix = max(devices, config.batch_size // devices * devices)
         _fail(

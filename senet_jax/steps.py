@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from senet_jax import models
+from senet_jax import models, remat
 
 
 class TrainState(struct.PyTreeNode):
@@ -82,21 +82,27 @@ def train_step(
     *,
     label_smoothing: float = 0.0,
     axis_name: str | None = None,
+    rematerialize: str = "none",
 ) -> tuple[TrainState, dict[str, jnp.ndarray]]:
-    """One SGD step; with `axis_name`, gradients and metrics are averaged over that axis."""
+    """One SGD step; with `axis_name`, gradients and metrics are averaged over that axis.
+
+    `rematerialize` names a senet_jax.remat policy: what the backward keeps of the forward."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if axis_name is not None:  # a different dropout mask on every device
         key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
     images, labels = batch["image"], batch["label"]
 
-    def loss_fn(params):
-        logits, updates = state.apply_fn(
+    def forward(params, key):
+        return state.apply_fn(
             {"params": params, "batch_stats": state.batch_stats},
             images,
             train=True,
             mutable=["batch_stats"],
             rngs={"dropout": key},
         )
+
+    def loss_fn(params):
+        logits, updates = remat.rematerialized(forward, rematerialize)(params, key)
         num_classes = logits.shape[-1]
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
         loss = optax.softmax_cross_entropy(logits, targets).mean()

@@ -40,7 +40,10 @@ def pmapped_steps(config):
     """The one place that distributes the steps: pmap over all devices of all processes."""
     p_train = jax.pmap(
         functools.partial(
-            steps.train_step, label_smoothing=config.optim.label_smoothing, axis_name=AXIS
+            steps.train_step,
+            label_smoothing=config.optim.label_smoothing,
+            axis_name=AXIS,
+            rematerialize=config.rematerialize,
         ),
         axis_name=AXIS,
         donate_argnums=(0,),

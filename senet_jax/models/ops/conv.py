@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from absl import logging
 from jax import lax
 
+from senet_jax import remat
 from senet_jax.models.ops import backend_choice, onednn
 
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
@@ -124,9 +125,9 @@ class Conv(nn.Module):
         )
         onednn_f32 = implementation == "onednn" and x.dtype == jnp.float32
         if onednn_f32 and kh * kw > 1:
-            return onednn.conv2d(x, kernel, tuple(self.strides), padding)
+            return remat.conv_output(onednn.conv2d(x, kernel, tuple(self.strides), padding))
         if implementation == "native":
-            return lax.conv_general_dilated(
+            y = lax.conv_general_dilated(
                 x,
                 kernel,
                 self.strides,
@@ -134,6 +135,7 @@ class Conv(nn.Module):
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 feature_group_count=groups,
             )
+            return remat.conv_output(y)
         ho, wo = (h + sum(padding[0]) - kh) // sh + 1, (w + sum(padding[1]) - kw) // sw + 1
         xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
         # Tap-major, channel-minor: the order of kernel.reshape(kh * kw * c, features).
@@ -155,7 +157,7 @@ class Conv(nn.Module):
             y = onednn.matmul(a, b)
         else:
             y = lax.dot_general(a, b, (((1,), (0,)), ((), ())))
-        return y.reshape(n, ho, wo, self.features)
+        return remat.conv_output(y.reshape(n, ho, wo, self.features))
 
 
 # The network's two uses: the 1x1 after each depthwise conv, and the k x k stem.

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from senet_jax import remat
 from senet_jax.models.ops import backend_choice
 from senet_jax.models.ops.conv import conv_padding
 from senet_jax.models.ops.reductions import channel_sums
@@ -178,4 +179,4 @@ class DepthwiseConv(nn.Module):
         ]
         fn = FORMULATIONS[resolve_implementation(self.implementation)]
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        return fn(x, kernel, tuple(self.strides), padding)
+        return remat.conv_output(fn(x, kernel, tuple(self.strides), padding))

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from senet_jax import remat
 from senet_jax.models.ops.reductions import channel_sums
 
 
@@ -77,7 +78,7 @@ def batch_norm_act(x, scale, bias, epsilon, axis_name, use_fast_variance=True, a
 
 
 def _bn_act_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance, activation):
-    mean, var = batch_stats(x, axis_name, use_fast_variance)
+    mean, var = remat.batch_statistics(batch_stats(x, axis_name, use_fast_variance))
     y = _activate(_normalize(x, mean, var, scale, bias, epsilon), activation).astype(x.dtype)
     return (y, mean, var), (x, scale, bias, mean, var)
 
