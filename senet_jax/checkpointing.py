@@ -377,9 +377,14 @@ class CheckpointManager:
     def restore_subset(self, step: int, template: dict[str, Any]) -> dict[str, Any]:
         """Only `template`'s parts of the state saved at `step` (e.g. params and batch_stats),
         as numpy arrays, for inference: the optimizer state is never read, so restoring does
-        not depend on how the optimizer is built today. Refuses (IncompatibleCheckpointError)
+        not depend on how the optimizer is built today. A checkpoint with EMA weights gives
+        those as `params`. Refuses (IncompatibleCheckpointError)
         a checkpoint of another model or class count, or of other shapes than `template`."""
-        self.check_compatible(self._read_record(step))
+        record = self._read_record(step)
+        self.check_compatible(record)
+        ema = "params" in template and "ema_params" in (record.get("digests") or {})
+        if ema:  # a run with averaged weights is used through them, as it was evaluated
+            template = {**template, "ema_params": template["params"]}
         restore_args = ocp.checkpoint_utils.construct_restore_args(template)
         with ocp.PyTreeCheckpointer() as checkpointer:
             restored = checkpointer.restore(
@@ -395,6 +400,10 @@ class CheckpointManager:
                     f"{self.directory} step {step} holds {name} of shape {theirs.get(name)}, "
                     f"the run's config makes {ours.get(name)}: it is a checkpoint of another model"
                 )
+        if ema:
+            log.info("checkpoint %d: using its EMA weights", step)
+            restored = {**restored, "params": restored["ema_params"]}
+            del restored["ema_params"]
         return restored
 
     def _set_aside(self, damaged) -> None:
