@@ -96,9 +96,10 @@ def test_kill_9_then_rerun_is_bit_identical(uninterrupted, archive, tmp_path, co
     assert_trees_identical(load_state(workdir), load_state(reference))
 
 
-def test_resuming_with_another_method_is_refused_in_one_line(uninterrupted, compile_cache):
+def test_resuming_with_another_method_is_refused_in_one_line(uninterrupted, archive, compile_cache):
     workdir, _ = uninterrupted
-    command = ssl_command(workdir, "unused", "unused", **{"ssl.method": "flexmatch"})
+    data_dir = os.path.join(os.path.dirname(workdir), "tfds")
+    command = ssl_command(workdir, archive, data_dir, **{"ssl.method": "flexmatch"})
     proc = run(command, compile_cache)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
