@@ -5,11 +5,16 @@
     python benchmarks/input_pipeline.py --stl10-archive /data/stl10_binary.tar.gz
     python benchmarks/input_pipeline.py --folder /data/cifar10 --image-size 32 \
         --data-dir /tmp/tfds           # an image folder (train/<class>/*.jpg, test/<class>/*)
+    python benchmarks/input_pipeline.py --strong --steps 100   # weak vs RandAugment views
 
 Uses configs/stl10.py's augmentation (pad-crop, flip, cutout at 96x96) unless overridden, and
 times the numpy batches the trainer receives. An image folder is prepared first (decoded once
 into --data-dir, then read from there: the preparation time is printed, the first run's
 includes decoding every image of both splits). Last line: ``input_pipeline images_per_second=N``.
+
+``--strong`` times the augmentation alone, as the in-memory pipeline runs it (batches of cached
+padded uint8 images mapped in parallel by tf.data): the weak view and RandAugment's strong view
+in alternating rounds on the same generated images, so that the ratio holds on a loaded machine.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import stl10  # noqa: E402
-from senet_jax.data import iterators, sources, stl10_format  # noqa: E402
-from senet_jax.data.tf_setup import load_tfds  # noqa: E402
+from senet_jax.data import augment, iterators, randaugment, sources, stl10_format  # noqa: E402
+from senet_jax.data.tf_setup import load_tf, load_tfds  # noqa: E402
 
 
 def prepare_folder(config) -> None:
@@ -55,6 +62,49 @@ def prepare_folder(config) -> None:
     print(f"evaluation split ready: {time.perf_counter() - t:.1f} s")
 
 
+def time_views(config, steps: int, rounds: int) -> None:
+    """Weak and strong views' images per second through tf.data, in alternating rounds."""
+    tf = load_tf()
+    size, batch = int(config.data.image_size), config.batch_size
+    side = size + 2 * augment.crop_pad_pixels(config.data)
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (1024, 8, 8, 3)).repeat(-(-side // 8), 1).repeat(-(-side // 8), 2)
+    images = tf.constant(blocks[:, :side, :side].astype(np.uint8))
+    stats = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    views = {
+        "weak": (augment.augmenter(tf, config.data, *stats), 9),
+        "strong": (randaugment.strong_augmenter(tf, config.data, *stats), randaugment.UNIFORMS),
+    }
+
+    def pipeline(view, columns):
+        def make_batch(step):
+            ids = (step * batch + tf.range(batch, dtype=tf.int64)) % images.shape[0]
+            rand = augment.example_uniforms(tf, augment.key(0, 2), step, ids, columns)
+            return view(tf.gather(images, ids), rand)
+
+        ds = tf.data.Dataset.range(steps + 5).map(
+            make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    rates = {name: [] for name in views}
+    for r in range(rounds):
+        for name, (view, columns) in views.items():
+            stream = pipeline(view, columns).as_numpy_iterator()
+            for _ in range(5):  # compiles on the first round
+                next(stream)
+            t = time.perf_counter()
+            for x in stream:
+                assert x.shape == (batch, size, size, 3)
+            rates[name].append(steps * batch / (time.perf_counter() - t))
+            print(f"round {r} {name}: {rates[name][-1]:.0f} img/s")
+    weak, strong = (float(np.median(rates[n])) for n in ("weak", "strong"))
+    print(
+        f"median weak {weak:.0f} img/s, strong {strong:.0f} img/s, strong/weak {strong / weak:.3f}"
+    )
+    print(f"input_pipeline strong_images_per_second={strong:.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="tfds data_dir holding a prepared stl10")
@@ -68,6 +118,8 @@ def main():
     parser.add_argument("--crop", choices=["pad_crop", "random_resized_crop", "none"])
     parser.add_argument("--cutout-size", type=int)
     parser.add_argument("--local-devices", type=int, default=1)
+    parser.add_argument("--strong", action="store_true", help="weak vs RandAugment views")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (--strong)")
     args = parser.parse_args()
 
     config = stl10.get_config()
@@ -78,6 +130,11 @@ def main():
         config.data.cutout_size = args.cutout_size
     if args.image_size:
         config.data.image_size = args.image_size
+    if args.strong:
+        size, cpus = config.data.image_size, os.cpu_count()
+        print(f"image_size={size} batch_size={config.batch_size} cpus={cpus}")
+        time_views(config, args.steps, args.rounds)
+        return
     scratch = tempfile.TemporaryDirectory()
     if args.folder:
         config.data.dataset = f"folder:{args.folder}"

@@ -11,6 +11,7 @@ deleted) so the run can fall back to the one before and later save that step afr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -67,19 +68,6 @@ def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
     return out
 
 
-def _legacy_identity(fields: dict[str, Any]) -> dict[str, Any]:
-    """The flat fields recorded before config sections existed, in today's names."""
-    renamed = {
-        "model": "config.model.name",
-        "width_multiplier": "config.model.width_multiplier",
-        "stem_strides": "config.model.stem_strides",
-        "se_reduction": "config.model.se.reduction",
-        "optimizer": "config.optim.name",
-        "num_classes": "num_classes",
-    }
-    return {renamed[k]: v for k, v in fields.items() if k in renamed and v is not None}
-
-
 def state_fields(state) -> tuple[str, ...]:
     """The fields of `state` a checkpoint holds: the supervised ones and any set optional one."""
     extra = tuple(f for f in OPTIONAL_STATE_FIELDS if getattr(state, f, None) is not None)
@@ -116,6 +104,24 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
+class _ReadOnlyNotice(logging.Filter):
+    """Orbax warns on every read-only open that the directory is read only: what was asked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
+
+@contextlib.contextmanager
+def _without_read_only_notice():
+    """Drops that one warning (orbax logs through absl) while a manager opens."""
+    absl_logger, notice = logging.getLogger("absl"), _ReadOnlyNotice()
+    absl_logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(notice)
+
+
 class CheckpointManager:
     """Thin layer over orbax's CheckpointManager with the project's resume rules."""
 
@@ -141,7 +147,7 @@ class CheckpointManager:
         self._ssl = ssl_identity(config)
         if read_only:
             options = ocp.CheckpointManagerOptions(
-                read_only=True, create=False, cleanup_tmp_directories=False
+                read_only=True, create=False, cleanup_tmp_directories=False, save_interval_steps=0
             )
         else:
             keep = [policies.LatestN(n=config.keep_checkpoints)]
@@ -159,9 +165,10 @@ class CheckpointManager:
                 cleanup_tmp_directories=True,
                 enable_async_checkpointing=True,
             )
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "record")
-        )
+        with _without_read_only_notice():
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_names=("state", "record")
+            )
 
     # -- queries
     def all_steps(self):
@@ -208,8 +215,6 @@ class CheckpointManager:
             theirs = _flatten(record["model"], "config.model.")
             theirs["config.optim.name"] = record.get("optimizer")
             theirs["num_classes"] = record.get("num_classes")
-        elif "fields" in record:  # written before config sections: its fields, renamed
-            theirs = _legacy_identity(record["fields"])
         else:
             raise IncompatibleCheckpointError(
                 f"{self.directory} holds a checkpoint that predates this layout and records no "
@@ -220,8 +225,8 @@ class CheckpointManager:
             if field in theirs and field in ours and theirs[field] != ours[field]:
                 self._refuse(field, theirs[field], ours[field])
             if field.startswith("config.model.") and (field in theirs) != (field in ours):
-                if "model" in record:  # a field only one side has: a different architecture
-                    self._refuse(field, theirs.get(field), ours.get(field))
+                # a field only one side has: a different architecture
+                self._refuse(field, theirs.get(field), ours.get(field))
         self.check_data(record)
         self._check_ssl(record)
         if template is not None:

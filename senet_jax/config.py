@@ -7,22 +7,11 @@ the workdir. The config has sections `model` (the model factory's keyword argume
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import tempfile
 
 import jax
-
-# Fields of the flat layout used before config sections, by their new place.
-RENAMED = {
-    "model": "model.name",
-    "optimizer": "optim.name",
-    "se_reduction": "model.se.reduction",
-    "se_squeeze": "model.se.squeeze",
-    "se_gate": "model.se.gate",
-    "se_blocks": "model.se.blocks",
-}
 
 
 class ConfigError(ValueError):
@@ -62,44 +51,6 @@ def _check_fraction(config, field: str) -> None:
     value = _get(config, field)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         _fail(field, f"must be in [0, 1), got {value!r}")
-
-
-def field_paths(config, prefix: str = "") -> list[str]:
-    """Every leaf field as a dotted path: "model.se.reduction", "batch_size", ..."""
-    paths = []
-    for key, value in config.items():
-        if hasattr(value, "items"):
-            paths += field_paths(value, f"{prefix}{key}.")
-        else:
-            paths.append(f"{prefix}{key}")
-    return paths
-
-
-def unknown_field_message(config, path: str) -> str | None:
-    """None when `path` is a field of `config`; else one line naming where it is now or the
-    closest real field."""
-    paths = field_paths(config)
-    if path in paths:
-        return None
-    leaf = path.rsplit(".", 1)[-1]
-    moved = RENAMED.get(path) or next((p for p in paths if p.rsplit(".", 1)[-1] == leaf), None)
-    if moved and moved in paths:
-        return (
-            f"config.{path} is now config.{moved} (the config has sections model, data, "
-            f"optim): use --config.{moved}=..."
-        )
-    close = difflib.get_close_matches(path, paths, n=1, cutoff=0.6)
-    hint = f"did you mean config.{close[0]}?" if close else "fields: " + ", ".join(paths)
-    return f"config.{path} is not a config field; {hint}"
-
-
-def check_overrides(config, argv) -> None:
-    """Raises ConfigError for the first `--config.FIELD=...` argument naming no field."""
-    for arg in argv:
-        if arg.startswith("--config."):
-            message = unknown_field_message(config, arg[len("--config.") :].split("=", 1)[0])
-            if message:
-                raise ConfigError(message)
 
 
 def check_workdir(workdir: str | None) -> None:

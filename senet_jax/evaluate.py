@@ -26,20 +26,17 @@ def evaluate(trained, split: str, batch_size: int) -> dict[str, Any]:
 
     state = inference.eval_state(trained)
     step_fn = jax.jit(steps.eval_step)
-    totals = None
-    for batch in inference.split_batches(trained.config, split, batch_size):
-        sums = jax.tree.map(lambda x: np.asarray(x, np.float64), step_fn(state, batch))
-        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    count = int(totals["count"])
-    confusion = totals["confusion"].round().astype(np.int64)
+    batches = inference.split_batches(trained.config, split, batch_size)
+    metrics = steps.eval_metrics(step_fn(state, batch) for batch in batches)
+    confusion = metrics["confusion"]
     per_class = reporting.per_class_accuracy(confusion)
     return {
         "split": split,
         "step": trained.step,
-        "examples": count,
-        "top1_accuracy": float(totals["correct"] / count),
-        "top5_accuracy": float(totals["correct_top5"] / count),
-        "loss": float(totals["loss_sum"] / count),
+        "examples": metrics["examples"],
+        "top1_accuracy": metrics["accuracy"],
+        "top5_accuracy": metrics["top5_accuracy"],
+        "loss": metrics["loss"],
         "per_class_accuracy": dict(zip(trained.class_names, per_class.tolist())),
         "class_names": list(trained.class_names),
         "confusion_matrix": confusion.tolist(),

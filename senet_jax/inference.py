@@ -22,12 +22,10 @@ import ml_collections
 import numpy as np
 
 from senet_jax import checkpointing, data, steps
-from senet_jax.data import DatasetUnavailableError, Stl10ArchiveError, augment, sources
+from senet_jax.data import augment, sources
 from senet_jax.data.tf_setup import load_tf
 
 log = logging.getLogger("senet_jax")
-
-CHECKPOINT_CHOICES = ("best", "latest")
 
 
 class LoadError(ValueError):
@@ -312,20 +310,6 @@ def eval_state(trained: TrainedModel) -> steps.TrainState:
         rng=None,
         apply_fn=trained.module.apply,
         tx=None,
-    )
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """What a command reports in one line (exit 2) rather than as a traceback."""
-    from senet_jax.config import ConfigError
-
-    return (
-        LoadError,
-        SplitError,
-        checkpointing.IncompatibleCheckpointError,
-        DatasetUnavailableError,
-        Stl10ArchiveError,
-        ConfigError,
     )
 
 

@@ -160,41 +160,6 @@ class Progress:
 # --------------------------------------------------------------------------------------------
 
 
-def confusion_matrix(labels, predictions, num_classes: int, mask=None) -> np.ndarray:
-    """Counts[true, predicted] as int64 [K, K]; examples where `mask` is 0/False are left out.
-
-    The mask is how padded examples of the last eval batch stay out of the counts.
-    """
-    labels = np.asarray(labels).reshape(-1)
-    predictions = np.asarray(predictions).reshape(-1)
-    if labels.shape != predictions.shape:
-        raise ValueError(
-            f"labels ({labels.size}) and predictions ({predictions.size}) differ in size: pass "
-            "class ids, not logits"
-        )
-    if num_classes <= 0:
-        raise ValueError(f"num_classes={num_classes}: must be positive")
-    if mask is not None:
-        mask = np.asarray(mask).reshape(-1)
-        if mask.shape != labels.shape:
-            raise ValueError(
-                f"mask ({mask.size}) and labels ({labels.size}) differ in size: pass one mask "
-                "value per example"
-            )
-        keep = mask.astype(bool)
-        labels, predictions = labels[keep], predictions[keep]
-    labels = labels.astype(np.int64)
-    predictions = predictions.astype(np.int64)
-    for name, ids in (("labels", labels), ("predictions", predictions)):
-        if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-            raise ValueError(
-                f"{name} hold ids outside [0, {num_classes}): num_classes does not match the "
-                "dataset"
-            )
-    flat = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
-    return flat.reshape(num_classes, num_classes).astype(np.int64)
-
-
 def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
     """Recall of each true class (diagonal over row sums); NaN for a class with no examples."""
     confusion = np.asarray(confusion)

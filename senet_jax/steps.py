@@ -7,12 +7,13 @@ assumes a backend or a device count.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -154,3 +155,20 @@ def eval_step(
     if axis_name is not None:
         sums = jax.lax.psum(sums, axis_name)
     return sums
+
+
+def eval_metrics(batch_sums: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Top-1/top-5 accuracy, mean loss, example count and confusion matrix from the host copies
+    of `eval_step`'s per-batch sums, added in float64 so counts stay exact over any split."""
+    totals = None
+    for sums in batch_sums:
+        sums = jax.tree.map(lambda x: np.asarray(x, np.float64), sums)
+        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+    count = int(totals["count"])
+    return {
+        "examples": count,
+        "accuracy": float(totals["correct"] / count),
+        "top5_accuracy": float(totals["correct_top5"] / count),
+        "loss": float(totals["loss_sum"] / count),
+        "confusion": totals["confusion"].round().astype(np.int64),
+    }

@@ -22,8 +22,6 @@ import ast
 import copy
 import csv
 import dataclasses
-import difflib
-import importlib.util
 import io
 import itertools
 import json
@@ -38,7 +36,9 @@ from typing import Any
 
 import ml_collections
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from senet_jax import config_fields, config_file
+from senet_jax.config_file import REPO_ROOT
+
 DEFAULT_TRAIN_SCRIPT = os.path.join(REPO_ROOT, "train.py")
 RESULTS = "results.json"
 LOG = "train.log"
@@ -56,45 +56,11 @@ class SweepError(ValueError):
 # ---------------------------------------------------------------- the config and its fields
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """Imports a config file (`path` or `path:argument`, as train.py's --config takes it)."""
-    path, argument = spec, None
-    if not os.path.exists(path) and ":" in spec:
-        path, argument = spec.split(":", 1)
-    if not os.path.isfile(path):
-        raise SweepError(f"--config {spec}: no such file")
-    if REPO_ROOT not in sys.path:  # config files import `configs.stl10`
-        sys.path.insert(0, REPO_ROOT)
-    name = "_sweep_config_" + re.sub(r"\W", "_", os.path.abspath(path))
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-        config = module.get_config() if argument is None else module.get_config(argument)
-    except Exception as e:  # any failure in user code: one line
-        raise SweepError(f"--config {spec}: loading it failed: {type(e).__name__}: {e}") from None
-    if not isinstance(config, ml_collections.ConfigDict):
-        raise SweepError(f"--config {spec}: get_config() returned {type(config).__name__}")
-    return config
-
-
-def config_fields(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, type]:
-    """Every leaf field as a dotted path, with the type an override must have."""
-    fields = {}
-    for key, value in config.items():
-        path = prefix + key
-        if isinstance(value, ml_collections.ConfigDict):
-            fields.update(config_fields(value, path + "."))
-        else:
-            fields[path] = config.get_type(key)  # a placeholder's declared type, not None
-    return fields
-
-
-def check_field(field: str, fields: dict[str, type], where: str) -> None:
-    if field not in fields:
-        close = difflib.get_close_matches(field, list(fields), n=1, cutoff=0.0)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise SweepError(f"{where}: {field} is not a config field{hint}")
+def check_field(field: str, config: ml_collections.ConfigDict, where: str) -> None:
+    """SweepError naming `where` the unknown field came from, and the real one it means."""
+    message = config_fields.unknown_field_message(config, field)
+    if message:
+        raise SweepError(f"{where}: {message}")
 
 
 def split_values(text: str) -> list[str]:
@@ -163,14 +129,14 @@ def parse_sets(
     specs: Sequence[str], config: ml_collections.ConfigDict
 ) -> list[tuple[str, list[Any]]]:
     """`FIELD=V1,V2,...` strings -> [(field, [typed values])], each field checked and typed."""
-    fields = config_fields(config)
+    fields = config_fields.field_types(config)
     axes, seen = [], set()
     for spec in specs:
         field, sep, values = spec.partition("=")
         field = field.strip()
         if not sep or not values.strip():
             raise SweepError(f"--set {spec}: use FIELD=VALUE[,VALUE...]")
-        check_field(field, fields, "--set")
+        check_field(field, config, "--set")
         if field in seen:
             raise SweepError(f"--set {field}: given twice; list all its values in one --set")
         seen.add(field)
@@ -190,7 +156,7 @@ def parse_baseline(
     specs: Sequence[str], axes: list[tuple[str, list[Any]]], config: ml_collections.ConfigDict
 ) -> Setting:
     """`FIELD=VALUE` per swept field (one is enough when one field is swept) -> that setting."""
-    fields = config_fields(config)
+    fields = config_fields.field_types(config)
     swept = dict(axes)
     chosen: dict[str, Any] = {}
     for spec in specs:
@@ -198,7 +164,7 @@ def parse_baseline(
         field = field.strip()
         if not sep:
             raise SweepError(f"--baseline {spec}: use FIELD=VALUE, one of the --set settings")
-        check_field(field, fields, "--baseline")
+        check_field(field, config, "--baseline")
         if field not in swept:
             raise SweepError(
                 f"--baseline {spec}: {field} is not swept; use one of the --set fields "
@@ -603,21 +569,20 @@ def main(argv: Sequence[str] | None = None, run_fn: RunFn = run_subprocess) -> i
             raise SweepError("give at least one --set FIELD=V1,V2")
         if not os.path.isfile(args.train_script):
             raise SweepError(f"--train-script {args.train_script}: no such file")
-        config = load_config(args.config)
-        fields = config_fields(config)
+        config = config_file.load(args.config)
         axes = parse_sets(args.set, config)
         if "seed" in dict(axes):
             raise SweepError("--set seed: use --seeds; every setting runs with each seed")
-        for arg in extra:  # a typo after `--` would otherwise fail N runs later
-            if arg.startswith("--config."):
-                check_field(arg[len("--config.") :].split("=", 1)[0], fields, "after --")
+        unknown = config_fields.unknown_override_message(config, extra)
+        if unknown:  # a typo after `--` would otherwise fail N runs later
+            raise SweepError(f"after --: {unknown}")
         seeds = parse_seeds(args.seeds)
         baseline = None
         if args.baseline:
             baseline = parse_baseline(args.baseline, axes, config)
         settings = expand_grid(axes)
         runs = plan_runs(args.config, settings, seeds, args.workdir, args.train_script, extra)
-    except SweepError as e:
+    except (SweepError, config_file.ConfigFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 from flax import jax_utils
 
-from senet_jax import checkpointing, data, optim, reporting, steps, weights
+from senet_jax import checkpointing, config_fields, data, optim, reporting, steps, weights
 from senet_jax import config as config_lib
 from senet_jax.data import augment
 from senet_jax.semi_supervised import ema, settings
@@ -72,16 +72,8 @@ def evaluate(p_eval, state, config, split: str) -> dict[str, Any]:
     the EMA weights when the state has them."""
     state, totals = evaluation_state(state), None
     batches = data.eval_batches(config.data, batch_size=config.batch_size, split=split)
-    for batch in batches:
-        sums = jax.tree.map(lambda x: np.asarray(x[0], np.float64), p_eval(state, batch))
-        totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-    count = int(totals["count"])
-    return {
-        "accuracy": float(totals["correct"] / count),
-        "loss": float(totals["loss_sum"] / count),
-        "examples": count,
-        "confusion": totals["confusion"].round().astype(np.int64),
-    }
+    # eval_step's psum leaves every device the same totals: the first device's copy is read.
+    return steps.eval_metrics(jax.tree.map(lambda x: x[0], p_eval(state, b)) for b in batches)
 
 
 class Preemption:
@@ -383,7 +375,7 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
         log.info("resuming from step %d of %d", step, run.total_steps)
     writer = reporting.create_metric_writer(run.workdir, is_main_process=run.is_main)
     if step == 0:
-        writer.write_hparams(_hparams(config))
+        writer.write_hparams(config_fields.scalar_fields(config))
     p_train, p_eval = pmapped_steps(config)
     state = jax_utils.replicate(run.state)
     if getattr(run.state, "ema_params", None) is not None:
@@ -581,21 +573,6 @@ def write_config(workdir: str, config, info: data.DatasetInfo) -> None:
     (evaluation, prediction, export) without the config file or its overrides."""
     record = {"config": json.loads(config.to_json()), "class_names": list(info.class_names)}
     reporting.write_json_atomic(os.path.join(workdir, "config.json"), record)
-
-
-def _hparams(config) -> dict[str, Any]:
-    """Scalar config fields by dotted name, for TensorBoard's hparams."""
-    flat = {}
-
-    def walk(node, prefix):
-        for key, value in node.items():
-            if hasattr(value, "items"):
-                walk(value, f"{prefix}{key}.")
-            elif isinstance(value, (int, float, str, bool)):
-                flat[f"{prefix}{key}"] = value
-
-    walk(config, "")
-    return flat
 
 
 def _pretrained_directory(config, workdir: str) -> str:

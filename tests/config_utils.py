@@ -4,7 +4,7 @@ each one's place in the nested config, so a test reads as the setting it changes
 from __future__ import annotations
 
 from configs import stl10
-from senet_jax.config import RENAMED, field_paths
+from senet_jax.config_fields import RENAMED, field_paths
 
 _PATHS = field_paths(stl10.get_config())
 

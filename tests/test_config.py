@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import re
 import tarfile
 import time
 
@@ -95,32 +94,6 @@ def test_bad_field_is_named_with_the_fix(overrides, field, fix):
     with pytest.raises(config_lib.ConfigError, match=rf"^config\.{field}: .*{fix}") as e:
         config_lib.validate(config, device_count=8)
     assert "\n" not in str(e.value)
-
-
-@pytest.mark.parametrize(
-    "path,expected",
-    [
-        (
-            "image_size",
-            "config.image_size is now config.data.image_size.*--config.data.image_size=",
-        ),
-        ("se_reduction", "now config.model.se.reduction"),
-        ("optimizer", "now config.optim.name"),
-        ("learning_rate", "now config.optim.learning_rate"),
-        ("num_epoch", "config.num_epoch is not a config field; did you mean config.num_epochs?"),
-        ("model.se.gait", "did you mean config.model.se.gate?"),
-    ],
-)
-def test_unknown_or_moved_field_names_the_real_one(path, expected):
-    message = config_lib.unknown_field_message(stl10.get_config(), path)
-    assert re.search(expected, message) and "\n" not in message
-
-
-def test_every_field_is_known():
-    config = stl10.get_config()
-    for path in config_lib.field_paths(config):
-        assert config_lib.unknown_field_message(config, path) is None
-    assert "model.se.blocks" in config_lib.field_paths(config)
 
 
 @pytest.mark.parametrize(

@@ -156,6 +156,20 @@ def test_eval_step_counts_top5_over_masked_examples(sgd_state):
     assert sums["correct"] <= sums["correct_top5"] <= sums["count"]
 
 
+def test_eval_metrics_adds_batches_exactly_then_divides():
+    """Two batches' sums (as eval_step returns them, float32) fold into one set of metrics:
+    the 3 correct of 4 counted, loss and top-5 over the same 4, confusion counts as ints."""
+    names = ("loss_sum", "correct", "correct_top5", "count")
+    first = dict(zip(names, np.float32([1.5, 2, 3, 3])), confusion=np.float32([[2, 0], [1, 0]]))
+    second = dict(zip(names, np.float32([0.5, 1, 1, 1])), confusion=np.float32([[0, 0], [0, 1]]))
+    metrics = steps.eval_metrics(iter([first, second]))
+    assert metrics["examples"] == 4
+    assert metrics["accuracy"] == 0.75 and metrics["top5_accuracy"] == 1.0
+    assert metrics["loss"] == 0.5
+    assert metrics["confusion"].dtype == np.int64
+    assert metrics["confusion"].tolist() == [[2, 0], [1, 1]]
+
+
 def test_eight_devices_and_one_device_give_the_same_parameters():
     """Same global batch: pmean'd gradients and cross-device BatchNorm equal the 1-device step.
 

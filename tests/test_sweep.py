@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from senet_jax import sweep
+from senet_jax import config_fields, config_file, sweep
 
 NESTED_CONFIG = """
 from __future__ import annotations
@@ -168,7 +168,7 @@ def test_summary_files(tmp_path):
 
 
 def test_grid_expansion_and_run_names(config_path, tmp_path):
-    config = sweep.load_config(config_path)
+    config = config_file.load(config_path)
     axes = sweep.parse_sets(
         ["model.name=mobilenet_v1,se_mobilenet_v1", "model.se.reduction=4,16"], config
     )
@@ -198,7 +198,7 @@ def test_grid_expansion_and_run_names(config_path, tmp_path):
 
 
 def test_values_take_the_field_types(config_path):
-    config = sweep.load_config(config_path)
+    config = config_file.load(config_path)
     axes = dict(
         sweep.parse_sets(
             [
@@ -382,8 +382,8 @@ def test_summarize_only_reads_what_is_there(config_path, tmp_path, capsys):
 @pytest.mark.parametrize(
     "sets, extra, message",
     [
-        (["model.se.reductio=4,8"], [], "error: --set: model.se.reductio is not a config field; "
-         "did you mean model.se.reduction?"),
+        (["model.se.reductio=4,8"], [], "error: --set: config.model.se.reductio is not a config "
+         "field; did you mean config.model.se.reduction?"),
         (["model.se.reduction=4,eight"], [], "error: model.se.reduction=eight: not a valid int"),
         (["model.se.blocks=all"], [], "error: model.se.blocks=all: not a valid tuple"),
         (["model.se.reduction=4,4"], [], "error: --set model.se.reduction: a value is repeated"),
@@ -391,7 +391,8 @@ def test_summarize_only_reads_what_is_there(config_path, tmp_path, capsys):
         (["seed=1,2"], [], "error: --set seed: use --seeds"),
         (["model.se.reduction=4"], ["--seeds", "0,x"], "error: --seeds 0,x: use comma-separated"),
         (["model.se.reduction=4"], ["--", "--config.num_epoch=3"],
-         "error: after --: num_epoch is not a config field; did you mean num_epochs?"),
+         "error: after --: config.num_epoch is not a config field; did you mean "
+         "config.num_epochs?"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_error_line_and_exit_2(
@@ -416,8 +417,8 @@ def test_bad_input_is_one_error_line_and_exit_2(
          "the grid; model.name takes mobilenet_v1, se_mobilenet_v1"),
         (["model.se.gate=tanh"], "error: --baseline model.se.gate=tanh: model.se.gate is not "
          "swept"),
-        (["model.nam=mobilenet_v1"], "error: --baseline: model.nam is not a config field; "
-         "did you mean model.name?"),
+        (["model.nam=mobilenet_v1"], "error: --baseline: config.model.nam is not a config field; "
+         "did you mean config.model.name?"),
         (["model.name=mobilenet_v1"], "error: --baseline names no value of model.se.reduction"),
     ],
 )  # fmt: skip
@@ -461,7 +462,8 @@ def test_module_entry_point_reports_bad_field(config_path, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr == (
-        "error: --set: model.se.gat is not a config field; did you mean model.se.gate?\n"
+        "error: --set: config.model.se.gat is not a config field; "
+        "did you mean config.model.se.gate?\n"
     )
 
 
@@ -499,7 +501,7 @@ def test_ablation_configs_define_what_their_sweep_sets(name, tmp_path, capsys):
     assert args[args.index("--workdir") + 1] == f"runs/ablations/{name}"
     assert "--baseline" in args and "--set" in args
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
-    fields = sweep.config_fields(config)
+    fields = config_fields.field_types(config)
     for s in sets:
         assert s.split("=", 1)[0] in fields
     # the whole command validates against the config, planning runs and running none

@@ -6,8 +6,8 @@ Like `augment`, it works on whole batches driven by per-example uniforms from
 columns 0-8 as the weak view's (crop, flip, cutout), 9-12 the two ops and their magnitudes.
 Every op is written with TF's image and array ops on 0..255 values rounded after each op, as
 the PIL ops FixMatch used work on uint8 (tests compare them with PIL's); each image is
-computed by its own op only. The geometric ops are ImageProjectiveTransformV3 (nearest
-pixel, mid-grey fill).
+computed by its own op only, in XLA-compiled calls per group of ops. The geometric ops give
+ImageProjectiveTransformV3's pixels (nearest pixel, mid-grey fill) as one batched gather.
 
 Magnitude ranges (FixMatch, Sohn et al. 2020, Table 12, and its reference code): enhance
 factors (brightness, colour, contrast, sharpness) 0.1-1.9; posterize 4-8 bits; solarize
@@ -16,6 +16,7 @@ threshold 0-256; rotate +-30 degrees; shear +-0.3; translate +-0.3 of the side.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from senet_jax.data import augment
@@ -40,16 +41,24 @@ UNIFORMS = 13  # columns of example_uniforms a strong view uses
 _OP_COLUMNS = ((9, 10), (11, 12))  # (op, magnitude) of the first and second op
 _FILL = 128.0
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's "L" conversion
+_GEOMETRIC = OPS[9:]
+# ops computed together (in one call, each image by its own op); the costly ones alone
+_GROUPS = (
+    _GEOMETRIC,
+    ("brightness", "color", "contrast", "posterize", "solarize"),
+    ("sharpness",),
+    ("autocontrast",),
+    ("equalize",),
+)
+_BUCKET = 16  # a group's image count is padded to a multiple of this
 
 
 def strong_augmenter(tf, data, mean, std):
     """(uint8 images [B, S+2p, S+2p, 3], uniforms [B, UNIFORMS]) -> float32 [B, S, S, 3],
     normalised. Takes the same (padded) cache as `augment.augmenter`.
 
-    Crop and flip, and normalisation and cutout, are XLA-compiled like the weak view. The
-    two ops run as TF kernels on only the images that drew each op (`tf.dynamic_partition`):
-    compiled for static shapes, every image would pay for all fourteen ops, and XLA:CPU's
-    scatter (the histogram) and gathers made that about 30 times slower than the weak view."""
+    Crop and flip, and normalisation and cutout, are XLA-compiled like the weak view; the two
+    ops run as `apply_op` describes."""
     size, crop, flip = int(data.image_size), data.crop, bool(data.flip)
     cut, pad = augment.pixels(data.cutout_size, size), augment.crop_pad_pixels(data)
     mean, scale = augment.normalisation(mean, std)
@@ -78,20 +87,56 @@ def strong_augmenter(tf, data, mean, std):
 
 def apply_op(tf, x, op, magnitude):
     """Op `op` [B] (an index into OPS) at `magnitude` [B] in [0, 1] on float 0..255 x [B, S, S, 3];
-    each image is computed by its own op only."""
-    n = len(OPS)
-    positions = tf.dynamic_partition(tf.range(tf.shape(x)[0]), op, n)
-    images = tf.dynamic_partition(tf.cast(x, tf.uint8), op, n)  # a quarter of float's bytes
-    magnitudes = tf.dynamic_partition(magnitude, op, n)
-    ops = {**_colour_ops(tf), **_geometric_ops(tf, int(x.shape[1]))}
-    results = [
-        tf.cast(
-            tf.clip_by_value(tf.round(ops[name](tf.cast(images[k], tf.float32), m)), 0, 255),
-            tf.uint8,
-        )
-        for k, (name, m) in enumerate(zip(OPS, magnitudes))
-    ]
+    each image gets its own op, rounded and clipped to 0..255 as PIL's uint8 results.
+
+    Each group of ops in `_GROUPS` runs as one XLA-compiled call on only the images that drew
+    one of its ops (their count padded to a multiple of `_BUCKET`, so that few shapes are
+    compiled): compiled for the whole batch, every image would pay for every op. Equalize's
+    histograms (a scatter, slow under XLA:CPU) are TF kernels on its images alone."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    op = tf.convert_to_tensor(op, tf.int32)
+    magnitude = tf.convert_to_tensor(magnitude, tf.float32)
+    group = tf.zeros_like(op)  # 0: identity
+    for k, names in enumerate(_GROUPS, start=1):
+        group += k * tf.cast(tf.reduce_any([op == OPS.index(n) for n in names], axis=0), tf.int32)
+    n = len(_GROUPS) + 1
+    positions = tf.dynamic_partition(tf.range(tf.shape(x)[0]), group, n)
+    images = tf.dynamic_partition(tf.cast(x, tf.uint8), group, n)  # a quarter of float's bytes
+    ops, magnitudes = tf.dynamic_partition(op, group, n), tf.dynamic_partition(magnitude, group, n)
+    results = [images[0]]
+    for k, names in enumerate(_GROUPS, start=1):
+        count = tf.shape(images[k])[0]
+        if names == ("equalize",):
+            result = tf.cast(_equalize(tf, tf.cast(images[k], tf.float32)), tf.uint8)
+        else:
+            args = [_pad_to_bucket(tf, v) for v in (images[k], ops[k], magnitudes[k])]
+            result = _compiled_group(tf, names)(*args)[:count]
+        results.append(result)
     return tf.ensure_shape(tf.cast(tf.dynamic_stitch(positions, results), tf.float32), x.shape)
+
+
+def _pad_to_bucket(tf, v):
+    """v padded with zeros along its first axis to a multiple of `_BUCKET` rows."""
+    rows = -tf.shape(v)[0] % _BUCKET
+    return tf.pad(v, [[0, rows]] + [[0, 0]] * (len(v.shape) - 1))
+
+
+@functools.cache
+def _compiled_group(tf, names):
+    """The ops `names` on the images given, each by its own op, compiled once per TF module."""
+
+    def group(x, op, m):
+        x = tf.cast(x, tf.float32)
+        if names[0] in _GEOMETRIC:
+            y = _warp(tf, x, op, m)
+        else:
+            y = x
+            for name in names:
+                drew = tf.reshape(tf.equal(op, OPS.index(name)), [-1, 1, 1, 1])
+                y = tf.where(drew, _colour_ops(tf)[name](x, m), y)
+        return tf.cast(tf.clip_by_value(tf.round(y), 0.0, 255.0), tf.uint8)
+
+    return tf.function(group, jit_compile=True, autograph=False)
 
 
 def _colour_ops(tf):
@@ -103,9 +148,7 @@ def _colour_ops(tf):
     mean_gray = lambda x: tf.round(tf.reduce_mean(gray(x), axis=[1, 2, 3], keepdims=True))
     step = lambda m: tf.pow(2.0, 8.0 - tf.floor(4.0 + 4.999 * per_image(m)))  # 4-8 bits
     return {
-        "identity": lambda x, m: x,
         "autocontrast": lambda x, m: _autocontrast(tf, x),
-        "equalize": lambda x, m: _equalize(tf, x),
         "brightness": lambda x, m: x * factor(m),
         "color": lambda x, m: blend(gray(x), x, m),
         "contrast": lambda x, m: blend(mean_gray(x), x, m),
@@ -124,69 +167,72 @@ def _autocontrast(tf, x):
 
 def _smooth(tf, x):
     """PIL's SMOOTH filter (3x3, centre 5, others 1, over 13); the border keeps its pixels.
-    The 3x3 sum is an average pool: TF's depthwise convolution is several times slower."""
-    box = 9.0 * tf.nn.avg_pool2d(x, 3, 1, "VALID")
-    inner = tf.round((box + 4.0 * x[:, 1:-1, 1:-1, :]) / 13.0)
+    Nine shifted slices summed: XLA fuses them into one pass."""
     size = x.shape[1]
+    inner = 4.0 * x[:, 1:-1, 1:-1, :]
+    for dy in range(3):
+        for dx in range(3):
+            inner += x[:, dy : dy + size - 2, dx : dx + size - 2, :]
+    padded = tf.pad(tf.round(inner / 13.0), [[0, 0], [1, 1], [1, 1], [0, 0]])
     where_inner = tf.pad(tf.ones([size - 2, size - 2], tf.bool), [[1, 1], [1, 1]])
-    padded = tf.pad(inner, [[0, 0], [1, 1], [1, 1], [0, 0]])
     return tf.where(where_inner[None, :, :, None], padded, x)
 
 
 def _equalize(tf, x):
-    """PIL's ImageOps.equalize per image and channel: a lookup table from the histogram."""
+    """PIL's ImageOps.equalize per image and channel: a lookup table from the histogram.
+    One flat bincount with each channel's values offset into its own 256 bins."""
     size = x.shape[1]
     channels = tf.reshape(tf.transpose(tf.cast(x, tf.int32), [0, 3, 1, 2]), [-1, size * size])
-    hist = tf.math.bincount(channels, minlength=256, maxlength=256, axis=-1)  # [n*3, 256]
+    rows = tf.shape(channels)[0]
+    offset = 256 * tf.range(rows)[:, None]
+    hist = tf.reshape(tf.math.bincount(channels + offset, minlength=256 * rows), [rows, 256])
     last = tf.gather(hist, tf.reduce_max(channels, axis=1), axis=1, batch_dims=1)
     step = ((size * size - last) // 255)[:, None]  # the top value's count is left out
     before = tf.cumsum(hist, axis=1, exclusive=True)
     lut = tf.minimum((before + step // 2) // tf.maximum(step, 1), 255)
     lut = tf.where(step > 0, lut, tf.range(256)[None, :])  # nearly flat: left as it is
-    equalized = tf.gather(lut, channels, axis=1, batch_dims=1)
+    equalized = tf.gather(tf.reshape(lut, [-1]), channels + offset)
     return tf.cast(
         tf.transpose(tf.reshape(equalized, [-1, 3, size, size]), [0, 2, 3, 1]), tf.float32
     )
 
 
-def _affine(tf, name: str, m, size: int):
-    """Op `name`'s map from output to input pixel about the image centre, per image:
-    (a00, a01, a10, a11, shift_x, shift_y); the magnitude's sign is its direction."""
+def _affine(tf, op, m, size: int):
+    """Each image's map from output to input pixel about the image centre, per image:
+    (a00, a01, a10, a11, shift_x, shift_y), the identity for non-geometric ops; the
+    magnitude's sign is its direction."""
     s = 2.0 * m - 1.0
-    zero, one = tf.zeros_like(m), tf.ones_like(m)
-    if name == "rotate":
-        cos, sin = tf.cos(s * math.radians(30.0)), tf.sin(s * math.radians(30.0))
-        return cos, -sin, sin, cos, zero, zero
+    is_op = lambda name: tf.equal(op, OPS.index(name))
+    pick = lambda name, value, default: tf.where(is_op(name), value, default)
+    angle = pick("rotate", s * math.radians(30.0), 0.0)
     shear, shift = 0.3 * s, 0.3 * size * s
-    return {
-        "shear_x": (one, shear, zero, one, zero, zero),
-        "shear_y": (one, zero, shear, one, zero, zero),
-        "translate_x": (one, zero, zero, one, shift, zero),
-        "translate_y": (one, zero, zero, one, zero, shift),
-    }[name]
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    return (
+        cos,
+        pick("shear_x", shear, -sin),
+        pick("shear_y", shear, sin),
+        cos,
+        pick("translate_x", shift, 0.0),
+        pick("translate_y", shift, 0.0),
+    )
 
 
-def _geometric_ops(tf, size: int):
-    """name -> f(x, magnitude) for the ops that move pixels: ImageProjectiveTransformV3 with
-    each image's affine map, nearest pixel, mid-grey outside the image."""
+def _warp(tf, x, op, m):
+    """The geometric ops as ImageProjectiveTransformV3 computes them (nearest pixel, rounded
+    half away from zero; mid-grey outside the image), written as one gather per image so that
+    XLA compiles it: TF's kernel costs as much for the images it leaves unmoved."""
+    size = x.shape[1]
+    a00, a01, a10, a11, tx, ty = (tf.reshape(v, [-1, 1, 1]) for v in _affine(tf, op, m, size))
     centre = (size - 1) / 2.0
-
-    def warp(name):
-        def apply(x, m):
-            a00, a01, a10, a11, tx, ty = _affine(tf, name, m, size)
-            offset_x = centre - a00 * centre - a01 * centre + tx
-            offset_y = centre - a10 * centre - a11 * centre + ty
-            zero = tf.zeros_like(m)
-            transforms = tf.stack([a00, a01, offset_x, a10, a11, offset_y, zero, zero], axis=1)
-            return tf.raw_ops.ImageProjectiveTransformV3(
-                images=x,
-                transforms=transforms,
-                output_shape=[size, size],
-                fill_value=_FILL,
-                interpolation="NEAREST",
-                fill_mode="CONSTANT",
-            )
-
-        return apply
-
-    return {name: warp(name) for name in OPS[9:]}
+    offset_x = centre - a00 * centre - a01 * centre + tx
+    offset_y = centre - a10 * centre - a11 * centre + ty
+    grid = tf.range(size, dtype=tf.float32)
+    cols, rows = grid[None, None, :], grid[None, :, None]
+    nearest = lambda v: tf.cast(tf.sign(v) * tf.floor(tf.abs(v) + 0.5), tf.int32)
+    src_x = nearest(a00 * cols + a01 * rows + offset_x)
+    src_y = nearest(a10 * cols + a11 * rows + offset_y)
+    inside = (src_x >= 0) & (src_x < size) & (src_y >= 0) & (src_y < size)
+    flat = tf.clip_by_value(src_y, 0, size - 1) * size + tf.clip_by_value(src_x, 0, size - 1)
+    pixels = tf.reshape(x, [-1, size * size, 3])
+    moved = tf.gather(pixels, tf.reshape(flat, [-1, size * size]), axis=1, batch_dims=1)
+    return tf.where(inside[..., None], tf.reshape(moved, tf.shape(x)), _FILL)
