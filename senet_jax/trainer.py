@@ -70,7 +70,7 @@ def evaluation_state(state):
 def evaluate(p_eval, state, config, split: str) -> dict[str, Any]:
     """Exact metrics over every example of `split` ("validation": the training holdout), with
     the EMA weights when the state has them."""
-    state, totals = evaluation_state(state), None
+    state = evaluation_state(state)
     batches = data.eval_batches(config.data, batch_size=config.batch_size, split=split)
     # eval_step's psum leaves every device the same totals: the first device's copy is read.
     return steps.eval_metrics(jax.tree.map(lambda x: x[0], p_eval(state, b)) for b in batches)
