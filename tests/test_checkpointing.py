@@ -7,6 +7,7 @@ import logging
 import os
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -278,3 +279,15 @@ def test_resuming_with_another_ssl_method_is_refused(tmp_path):
         restore(tmp_path, config=make_config())
     with pytest.raises(IncompatibleCheckpointError, match="config.data.labels_per_class=None"):
         restore(tmp_path, config=configure(ssl, labels_per_class=4))
+
+
+def test_restore_subset_gives_the_ema_weights_as_params(tmp_path):
+    config = make_config(**{"ssl.method": "fixmatch", "unlabelled_split": "unlabelled"})
+    manager = CheckpointManager(str(tmp_path), config, num_classes=10)
+    manager.save(3, with_ema(make_state(3), ema_params=make_state(5).params))
+    manager.wait_until_finished()
+    template = {"params": make_state(0).params, "batch_stats": make_state(0).batch_stats}
+    restored = manager.restore_subset(3, jax.device_get(template))
+    manager.close()
+    assert_trees_identical(restored["params"], make_state(5).params)
+    assert_trees_identical(restored["batch_stats"], make_state(3).batch_stats)
