@@ -269,7 +269,7 @@ def _prepare_data(config, workdir: str):
     never build it twice; smoke runs get their generated archive in the workdir."""
     is_main = jax.process_index() == 0
     if is_main and not config.data.synthetic_stl10:
-        data.get_dataset_info(config.data)  # prepares it, outside the workdir
+        _dataset_info(config)  # prepares it, outside the workdir
     if is_main:
         os.makedirs(workdir, exist_ok=True)
     if config.data.synthetic_stl10:

@@ -104,15 +104,15 @@ def get_dataset_info(data) -> DatasetInfo:
             f"config.data.validation_examples={held_out} leaves nothing of the {train} examples "
             f"of {data.train_split!r} to train on; use fewer (e.g. {train // 10})"
         )
-    return DatasetInfo(
-        num_classes=int(label.num_classes),
-        class_names=tuple(label.names),
-        num_train_examples=train - held_out,
-        num_eval_examples=num_examples(builder, data.eval_split, "eval_split"),
-        num_validation_examples=held_out,
+    fields = {
+        "num_classes": int(label.num_classes),
+        "class_names": tuple(label.names),
+        "num_train_examples": train - held_out,
+        "num_eval_examples": num_examples(builder, data.eval_split, "eval_split"),
+        "num_validation_examples": held_out,
         **_stream_layout(data, builder),
-        **_semi_supervised_sizes(data, builder),
-    )
+    }
+    return DatasetInfo(**{**fields, **_semi_supervised_sizes(data, builder)})
 
 
 def _semi_supervised_sizes(data, builder) -> dict:
