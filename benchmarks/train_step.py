@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py --model se_mobilenet_v1 --batch-size 64 \
         --image-size 96 --dtype float32 --stem-strides 2 --steps 10
+    python benchmarks/train_step.py --model se_mobilenet_v1 --attention eca ...  # se.kind
     python benchmarks/train_step.py --model se_resnet50 --batch-size 16 \
         --image-size 128 --stem-strides 2 --model-option stride_in_1x1=false \
         --model-option stem_pool=pad          # timm's seresnet50 layout (torch_resnet_peer.py)
@@ -36,10 +37,11 @@ import numpy as np  # noqa: E402
 
 from configs import stl10  # noqa: E402
 from senet_jax import config as config_lib  # noqa: E402
-from senet_jax import optim, steps  # noqa: E402
+from senet_jax import models, optim, steps  # noqa: E402
 from senet_jax.host_memory import reuse_freed_host_memory  # noqa: E402
 from senet_jax.models.ops.conv import resolve_conv_implementation  # noqa: E402
 from senet_jax.models.ops.depthwise import resolve_implementation  # noqa: E402
+from senet_jax.models.se import KINDS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -78,6 +80,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument(
+        "--attention",
+        default="se",
+        choices=sorted(KINDS),
+        help="config.model.se.kind (models with attention, e.g. se_mobilenet_v1)",
+    )
+    p.add_argument(
         "--model-option",
         action="append",
         default=[],
@@ -113,6 +121,7 @@ def make_config(a):
     c.model.depthwise_implementation = a.depthwise
     c.model.conv_implementation = a.conv
     c.model.width_multiplier = a.width
+    c.model.se.kind = a.attention
     if a.stem_strides is not None:
         c.model.stem_strides = a.stem_strides
     return c
@@ -186,6 +195,7 @@ def run(a):
     )
     result = {
         "model": a.model,
+        "attention": a.attention if models.has_attention(a.model) else None,
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
         "batch_size": a.batch_size,

@@ -44,11 +44,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.depthwise_implementation = "auto"  # or a name in senet_jax.models.ops.depthwise
     c.model.conv_implementation = "auto"  # CPU: "onednn" (float32); GPU/TPU: "native"
     c.model.se = ml_collections.ConfigDict()
+    # "se", or a successor in its place: "eca", "cbam", "ge" (Gather-Excite) or "ese"
+    # (senet_jax.models.se.KINDS); the options below apply to the kinds that take them.
+    c.model.se.kind = "se"
     c.model.se.reduction = 16  # r: the bottleneck is C / r wide (paper Tab. 10)
     c.model.se.squeeze = "avg"  # "avg" or "max" (Tab. 11)
     c.model.se.gate = "sigmoid"  # "sigmoid", "tanh" or "relu" (Tab. 12)
     c.model.se.blocks = "all"  # or a tuple of 1-based block numbers, e.g. (12, 13) (Tab. 13)
     c.model.se.min_features = 1  # the bottleneck is never narrower than this
+    c.model.se.extent = 0  # kind "ge": gather extent, 0 (global) or 2, 4, 8, ...
+    c.model.se.gather = "pool"  # kind "ge": "pool" (GE-theta-minus) or "conv" (GE-theta)
 
     # senet_jax.data: where the images come from and how they are augmented.
     c.data = ml_collections.ConfigDict()

@@ -1,10 +1,11 @@
-"""Fine-tune timm's ImageNet-trained SE-ResNet-50 (legacy_seresnet50.in1k) on STL10.
+"""Fine-tune timm's ImageNet-trained SE-ResNet-50 (seresnet50.a1_in1k) on STL10.
 
     python train.py --config configs/stl10_finetune.py --workdir runs/stl10_finetune
 
-The first run downloads the weights from the Hugging Face hub and converts them into
-WORKDIR/pretrained/legacy_seresnet50.in1k/ (python -m senet_jax.weights does the same by
-hand; `--config.init_from=DIR` takes a model directory instead).
+The first run downloads the weights (a model.safetensors, no torch needed) from the Hugging
+Face hub and converts them into WORKDIR/pretrained/seresnet50.a1_in1k/ (python -m
+senet_jax.weights does the same by hand; `--config.init_from=DIR` takes a model directory
+instead).
 
 Expected result: not measured here (no STL10 copy, no accelerator and no hub access on these
 machines), and we know of no published figure for this exact recipe, so none is quoted. What
@@ -14,9 +15,10 @@ labeled examples on ImageNet"), so an ImageNet-pretrained network has seen these
 (with other labels). Not comparable with the from-scratch configs for the same reason.
 
 - config.model must describe the weights' network (config.validate checks it option by
-  option): legacy_seresnet50 is the original Caffe SE-ResNet-50: stride on the first 1x1,
-  ceil-mode max-pool, SE widths not rounded (min_features=1). For timm's `seresnet50` use
-  stride_in_1x1=False, stem_pool="pad" and se.min_features=8. The 1000-class classifier is
+  option): timm's `seresnet50` puts the stride on the 3x3, pads its max-pool (PyTorch style)
+  and rounds SE widths up to multiples of 8 (se.min_features=8). The original Caffe
+  SE-ResNet-50, timm's `legacy_seresnet50.in1k` (a .pth file: needs torch), wants
+  stride_in_1x1=True, stem_pool="ceil" and se.min_features=1. The 1000-class classifier is
   replaced by a new 10-class one.
 - data: 224x224 and ImageNet's mean/std, as the weights expect (model.json "preprocessing");
   pad-and-crop by an eighth of the side (28 px at 224, 12 at 96) and flips; no cutout.
@@ -39,18 +41,19 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.dropout_rate = 0.0
     c.model.depthwise_implementation = "auto"  # unused by ResNets
     c.model.conv_implementation = "auto"
+    c.model.se.kind = "se"  # or "eca", "cbam", "ge", "ese" (configs/ablations/attention.py)
     c.model.se.reduction = 16
     c.model.se.squeeze = "avg"
     c.model.se.gate = "sigmoid"
     c.model.se.blocks = "all"
-    c.model.se.min_features = 1
+    c.model.se.min_features = 8
     c.model.se.placement = "standard"
-    c.model.stride_in_1x1 = True
+    c.model.stride_in_1x1 = False
     c.model.padding = "torch"
-    c.model.stem_pool = "ceil"
+    c.model.stem_pool = "pad"
     c.model.branch_relu = False
 
-    c.init_from = "timm:legacy_seresnet50.in1k"
+    c.init_from = "timm:seresnet50.a1_in1k"
 
     c.data.image_size = 224
     c.data.crop = "pad_crop"

@@ -21,6 +21,7 @@ Where each choice comes from:
 from __future__ import annotations
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from configs import stl10
 
@@ -33,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.dropout_rate = 0.2
     c.model.depthwise_implementation = "auto"  # unused by ResNets
     c.model.conv_implementation = "auto"
+    c.model.se.kind = "se"  # or "eca", "cbam", "ge", "ese" (configs/ablations/attention.py)
     c.model.se.reduction = 16
     c.model.se.squeeze = "avg"
     c.model.se.gate = "sigmoid"
@@ -44,4 +46,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.padding = "torch"
     c.model.stem_pool = "ceil"
     c.model.branch_relu = False
+    # None: the architecture's own stem; "cifar": one 3x3 conv, no max-pool (32x32 images).
+    c.model.stem = placeholder(str)
     return c

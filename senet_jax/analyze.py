@@ -1,10 +1,12 @@
-"""SE excitation analysis (the paper's Sec. 7.2, Figs. 7-8):
+"""SE excitation analysis (the paper's Sec. 7.2, Figs. 7-8), for every channel-attention kind:
 python -m senet_jax.analyze --workdir W [--split test] [--classes NAMES|all] [--replace-blocks LIST]
 
-One pass over the split reads every SE block's gates from the "excitations" collection the
-blocks sow (the model itself, no second copy) and averages them per class and over all
-examples. Then the paper's last-stage test: accuracy when the gates of the chosen blocks are
-replaced by their class-agnostic mean, done with an interceptor on `SqueezeExcite.excite`.
+One pass over the split reads every attention block's gates from the "excitations"
+collection the blocks sow (the model itself, no second copy; gates that vary over space,
+as Gather-Excite's with a local extent, as their spatial mean) and averages them per class
+and over all examples. Then the paper's last-stage test: accuracy when the gates of the
+chosen blocks are replaced by their class-agnostic mean, done with an interceptor on the
+`excite` method every kind has (senet_jax.models.attention.base.ChannelAttention).
 Written to W/analysis/<split>-<step>/: excitations.npz, excitations.png, analysis.json.
 """
 
@@ -27,8 +29,11 @@ class AnalysisError(ValueError):
 
 
 def block_name(path: tuple[str, ...]) -> str:
-    """ "block13" for the SE module at ("block13", "se"); nested paths joined with "/"."""
-    return "/".join(path[:-1] if path and path[-1] == "se" else path)
+    """ "block13" for the attention module at ("block13", "se") or ("block13", "eca");
+    nested paths joined with "/"."""
+    from senet_jax.models.se import KINDS
+
+    return "/".join(path[:-1] if path and path[-1] in KINDS else path)
 
 
 def excitations_by_block(collection) -> dict[str, Any]:
@@ -40,14 +45,15 @@ def excitations_by_block(collection) -> dict[str, Any]:
 
 
 def replacing_gates(replace: Replace):
-    """Context manager: every SqueezeExcite's gates pass through `replace(name, gates)`."""
+    """Context manager: every attention block's gates pass through `replace(name, gates)`
+    (a [C] mean broadcasts over gates that vary over space)."""
     import flax.linen as nn
 
-    from senet_jax.models.se import SqueezeExcite
+    from senet_jax.models.attention.base import ChannelAttention
 
     def interceptor(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
-        if isinstance(context.module, SqueezeExcite) and context.method_name == "excite":
+        if isinstance(context.module, ChannelAttention) and context.method_name == "excite":
             return replace(block_name(context.module.path), out)
         return out
 

@@ -157,12 +157,13 @@ def _check_timm_init_from(config, source: str) -> None:
     if config.model.name != name:
         _fail("init_from", f"{full} is a {name}: set --config.model.name={name} and its options")
     network = weights.build_model(wanted, 1000)  # its defaults fill what options leave out
+    configured = weights.build_model(config.model.to_dict(), 1000)  # so do the config's
     for key in ("stride_in_1x1", "stem_pool", "branch_relu", "relu6", "padding", "stem_strides"):
-        value = getattr(network, key, None)
-        if key in config.model and value is not None and config.model[key] != value:
+        value, have = getattr(network, key, None), getattr(configured, key, None)
+        if value is not None and have != value:
             _fail(
                 "init_from",
-                f"{full} needs model.{key}={value!r}, the config has {config.model[key]!r}; "
+                f"{full} needs model.{key}={value!r}, the config has {have!r}; "
                 f"set --config.model.{key}={value}",
             )
     ours = config.model.get("se") or {}
@@ -195,14 +196,6 @@ def _validate_model(config) -> None:
     _check_choice(config, "model.stem_strides", {1, 2})
     _check_positive(config, "model.width_multiplier")
     _check_fraction(config, "model.dropout_rate")
-    stride = models.architecture(config.model.name).total_stride(config.model.stem_strides)
-    if config.data.image_size < stride:
-        _fail(
-            "data.image_size",
-            f"{config.data.image_size} is smaller than the network's total stride {stride} "
-            f"(model.stem_strides={config.model.stem_strides}); "
-            f"use --config.data.image_size={stride} or more",
-        )
 
 
 def _validate_se(config) -> None:
@@ -210,6 +203,7 @@ def _validate_se(config) -> None:
     from senet_jax.models.se import GATES, SQUEEZE_OPS, parse_blocks
 
     architecture = models.architecture(config.model.name)
+    _validate_attention_kind(config)
     _check_positive(config, "model.se.reduction", int)
     _check_positive(config, "model.se.min_features", int)
     _check_choice(config, "model.se.squeeze", SQUEEZE_OPS)
@@ -229,20 +223,52 @@ def _validate_se(config) -> None:
     _check_architecture_options(config)
 
 
+def _validate_attention_kind(config) -> None:
+    """config.model.se.kind and the options only some kinds take (configs before kinds
+    lack these fields: SE applies)."""
+    from senet_jax.models.attention.gather_excite import GATHERS, extent_error
+    from senet_jax.models.se import KINDS, SEOptions, takes, unused_options
+
+    se = config.model.se
+    if "kind" not in se:
+        return
+    _check_choice(config, "model.se.kind", KINDS)
+    if "gather" in se:
+        _check_choice(config, "model.se.gather", GATHERS)
+    if "extent" in se and extent_error(se.extent):
+        _fail("model.se.extent", f"{extent_error(se.extent)} (e.g. --config.model.se.extent=4)")
+    for field in unused_options(se):
+        kinds = [k for k, kind in KINDS.items() if field in kind.options]
+        _fail(
+            f"model.se.{field}",
+            f"{se[field]!r} has no effect with model.se.kind={se.kind!r} ({takes(se.kind)}); "
+            f"leave it at {getattr(SEOptions, field)!r} or use kind {' or '.join(kinds)}",
+        )
+
+
 def _check_architecture_options(config) -> None:
-    """What only the network itself knows (e.g. no SE on the 3x3 of a basic-block ResNet):
-    its own check, run on the module without building any parameters."""
+    """What only the network itself knows (e.g. no SE on the 3x3 of a basic-block ResNet,
+    its total stride): its own check, run on the module without building any parameters."""
     from senet_jax import models
 
     model = models.create_model(**config.model.to_dict(), num_classes=2)
     check = getattr(model, "check_options", None)
-    if check is None:
-        return
     try:
-        check()
+        if check is not None:
+            check()
     except ValueError as e:
-        field = "model.se.placement" if "placement" in str(e) else "model"
+        option = str(e).split("=", 1)[0]
+        field = f"model.{option}" if option in config.model else "model"
+        field = "model.se.placement" if "placement" in str(e) else field
         _fail(field, f"{e} ({config.model.name})")
+    stride = model.total_stride()
+    if config.data.image_size < stride:
+        _fail(
+            "data.image_size",
+            f"{config.data.image_size} is smaller than the network's total stride {stride} "
+            f"(model.stem_strides={config.model.stem_strides}); "
+            f"use --config.data.image_size={stride} or more",
+        )
 
 
 def _validate_optim(config) -> None:

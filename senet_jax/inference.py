@@ -210,10 +210,9 @@ def load_weights(source: str, *, batch_size: int = 64) -> TrainedModel:
 
     try:
         if source.startswith(hub.PREFIX):
-            from safetensors.numpy import load_file
-
             full, facts = hub.resolve(source)
-            _, variables = weights.from_timm(full, load_file(hub.download(full)))
+            state_dict = weights.read_checkpoint(hub.download(full))
+            _, variables = weights.from_timm(full, state_dict)
             info = {
                 "model": weights.model_config(*weights.timm_architecture(full)[:2]),
                 "num_classes": int(np.shape(variables["params"]["classifier"]["bias"])[0]),
@@ -277,10 +276,8 @@ def load(workdir: str, checkpoint: str | int = "best", *, batch_size: int = 64) 
     return TrainedModel(config, class_names, step, module, variables, batch_size=batch_size)
 
 
-def split_batches(config, split: str, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """Every example of `split` exactly once, single device: image [n, S, S, 3] (normalised),
-    label [n], mask [n] (False on the padding of the last batch)."""
-    builder = sources.prepared_builder(config.data)
+def check_split(builder, split: str) -> None:
+    """SplitError listing the builder's splits unless `split` (slices allowed) is one."""
     try:
         builder.info.splits[split]
     except Exception:
@@ -288,6 +285,12 @@ def split_batches(config, split: str, batch_size: int) -> Iterator[dict[str, np.
         raise SplitError(
             f"--split {split!r}: {builder.name} has no such split; its splits: {names}"
         ) from None
+
+
+def split_batches(config, split: str, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every example of `split` exactly once, single device: image [n, S, S, 3] (normalised),
+    label [n], mask [n] (False on the padding of the last batch)."""
+    check_split(sources.prepared_builder(config.data), split)
     batches = data.eval_batches(
         config.data,
         batch_size=batch_size,

@@ -1,6 +1,6 @@
 """Classify image files with a trained run or pretrained weights:
 python -m senet_jax.predict --workdir W FILE_OR_DIR ... [--top-k 5] [--json]
-python -m senet_jax.predict --model timm:legacy_seresnet50.in1k photo.jpg   (or --model DIR)
+python -m senet_jax.predict --model timm:seresnet50.a1_in1k photo.jpg   (or --model DIR)
 
 Files (JPEG, PNG, BMP, GIF; directories are walked) are decoded by TensorFlow as tfds decodes
 dataset images, then resized and normalised exactly as evaluation does, and classified in

@@ -1,11 +1,12 @@
 """Pretrained weights: timm state_dicts to Flax variables, and a model directory to keep them.
 
-    python -m senet_jax.weights --timm legacy_seresnet50.in1k --out DIR     # from the hub
+    python -m senet_jax.weights --timm seresnet50.a1_in1k --out DIR     # from the hub
     python -m senet_jax.weights --timm seresnet50 --checkpoint seresnet50.safetensors --out DIR
 
 `from_timm(name, state_dict)` needs only numpy arrays. Neither torch nor timm is imported
 for hub downloads or .safetensors files (preprocessing facts and class names are package
-data, see hub.py); torch (the `convert` extra) reads .pth files only.
+data, see hub.py); torch (the `convert` extra) reads .pth files only, which includes timm's
+`legacy_*` weights (kept as .pth at a release address, not on the hub).
 
 A model directory (what `load_pretrained(DIR)` and `config.init_from=DIR` read):
 
@@ -328,9 +329,10 @@ def convert(timm_name: str, checkpoint: str | None, out: str) -> dict[str, Any]:
     registry_name, options, _ = timm_architecture(timm_name)
     check_new_directory(out)
     if checkpoint is None:
-        timm_name = hub.resolve(timm_name)[0]
+        timm_name, facts = hub.resolve(timm_name)
         checkpoint = hub.download(timm_name)
-        source = {"timm": timm_name, "hf_hub_id": hub.resolve(timm_name)[1]["hf_hub_id"]}
+        where = "hf_hub_id" if "hf_hub_id" in facts else "url"
+        source = {"timm": timm_name, where: facts[where]}
     else:
         source = {"timm": timm_name, "checkpoint": os.path.basename(checkpoint)}
     model, variables = from_timm(timm_name, read_checkpoint(checkpoint))

@@ -96,3 +96,31 @@ def test_unknown_class_or_block_is_one_line_exit_2(trained_run, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("error: class unicorn unknown; choose from airplane")
     assert err[1].startswith("error: SE block block99 unknown; choose from block01")
+
+
+def test_an_eca_run_trains_with_train_py_and_is_analysed(compile_cache, tmp_path, capsys):
+    """train.py --config configs/stl10.py --config.model.se.kind=eca, then analyze: ECA's
+    gates are read and replaced as SE's (one [C] mean per block and class)."""
+    import subprocess
+
+    from training_runs import REPO, TINY, train_command, train_env
+
+    workdir = str(tmp_path / "eca")
+    small = {"width_multiplier": 0.25, "stem_strides": 2, "image_size": 32, "cutout_size": 0}
+    overrides = {**TINY, **small, "num_epochs": 1, "warmup_epochs": 0, "model.se.kind": "eca"}
+    command = train_command(workdir, "configs/stl10.py", **overrides)
+    proc = subprocess.run(
+        command, env=train_env(compile_cache), cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = senet_jax.load(workdir)
+    assert "eca" in trained.variables["params"]["block13"]
+    assert analyze.main(["--workdir", workdir, "--batch-size", "16"]) == 0
+    folder = os.path.join(workdir, "analysis", f"test-{trained.step}")
+    with open(os.path.join(folder, "analysis.json")) as f:
+        summary = json.load(f)
+    assert list(summary["blocks"]) == [f"block{i:02d}" for i in range(1, 14)]
+    assert summary["replaced_blocks"] == ["block12", "block13"]
+    arrays = np.load(os.path.join(folder, "excitations.npz"))
+    assert arrays["block13"].shape == (10, summary["blocks"]["block13"])
+    assert 0.0 <= np.nanmin(arrays["block13"]) and np.nanmax(arrays["block13"]) <= 1.0

@@ -45,6 +45,18 @@ def test_prints_json_and_last_line(capsys):
     assert result["depthwise"] in ("grouped", "shift_add", "shift_add_vjp")
 
 
+@pytest.mark.parametrize("kind", ["eca", "cbam", "ge", "ese"])
+def test_attention_flag_sets_the_kind_and_the_config_validates(kind):
+    from senet_jax import config as config_lib
+
+    bench = _load()
+    config = bench.make_config(bench.parse_args(["--attention", kind, "--image-size", "32"]))
+    assert config.model.se.kind == kind
+    config_lib.validate(config, device_count=1)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--attention", "sk"])
+
+
 def test_rejects_bad_flags():
     with pytest.raises(SystemExit):
         _load().parse_args(["--steps", "0"])

@@ -49,6 +49,15 @@ BAD_FIELDS = [
     ({"model.se.min_features": -1}, "model.se.min_features", "positive integer"),
     ({"model.se.blocks": "0,14"}, "model.se.blocks", "0, 14.*--config.model.se.blocks=13"),
     ({"model.se.blocks": "last"}, "model.se.blocks", "names no block"),
+    ({"model.se.kind": "sk"}, "model.se.kind", "--config.model.se.kind=cbam"),
+    (
+        {"model.se.kind": "eca", "model.se.reduction": 8},
+        "model.se.reduction",
+        "8 has no effect with model.se.kind='eca' .it takes gate.; leave it at 16 or use kind se",
+    ),
+    ({"model.se.kind": "ese", "model.se.gate": "tanh"}, "model.se.gate", "it takes no options"),
+    ({"model.se.kind": "ge", "model.se.extent": 3}, "model.se.extent", "power of two"),
+    ({"model.se.kind": "ge", "model.se.gather": "max"}, "model.se.gather", "use one of conv"),
     ({"data.crop": "zoom"}, "data.crop", "--config.data.crop="),
     (
         {"data.crop_padding": 12},
@@ -120,6 +129,30 @@ def test_residual_network_configs_are_valid(name):
     config = importlib.import_module(f"configs.{name}").get_config()
     config_lib.validate(config, device_count=8)
     assert "resnet" in config.model.name
+
+
+@pytest.mark.parametrize("kind", ["se", "eca", "cbam", "ge", "ese"])
+def test_every_attention_kind_validates_on_both_families(kind):
+    from configs import stl10_se_resnet
+
+    for base in (stl10.get_config(), stl10_se_resnet.get_config()):
+        config_lib.validate(configure(base, **{"model.se.kind": kind}), device_count=8)
+
+
+def test_cifar_stem_is_validated_with_its_total_stride():
+    from configs import stl10_se_resnet
+
+    cifar = {"model.stem": "cifar", "data.image_size": 8, "data.cutout_size": 0}
+    config_lib.validate(configure(stl10_se_resnet.get_config(), **cifar), device_count=8)
+    with pytest.raises(config_lib.ConfigError, match="total stride 8"):
+        config_lib.validate(
+            configure(stl10_se_resnet.get_config(), **{**cifar, "data.image_size": 4}),
+            device_count=8,
+        )
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.model\.stem: stem='3x3'"):
+        config_lib.validate(
+            configure(stl10_se_resnet.get_config(), **{"model.stem": "3x3"}), device_count=8
+        )
 
 
 @pytest.mark.parametrize(

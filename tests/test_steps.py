@@ -252,3 +252,29 @@ def test_a_training_step_runs_with_the_se_options_from_the_config(model, se):
         channels, hidden = shape
         expected = max(se.get("min_features", 1), channels // se.get("reduction", 16))
         assert hidden == expected
+
+
+@pytest.mark.parametrize("kind", ["se", "eca", "cbam", "ge", "ese"])
+@pytest.mark.parametrize("name", ["se_mobilenet_v1", "se_resnet50"])
+def test_every_attention_kind_trains_a_step(name, kind):
+    """config.model.se.kind through the train state and step train.py uses: finite loss,
+    the kind's parameters updated, BatchNorm statistics (CBAM's spatial one) updated."""
+    config = small_config(optimizer="sgd", learning_rate=0.1, warmup_epochs=0)
+    config.model.name = name
+    config.model.se.kind = kind
+    config.model.se.gather = "conv" if kind == "ge" else "pool"  # GE-theta: it has weights
+    config.model.se.extent = 2 if kind == "ge" else 0
+    if name == "se_resnet50":
+        config.model.stage_sizes = (1, 1, 1, 1)  # one bottleneck unit a stage keeps it quick
+    state = make_state(config)
+    new, metrics = jax.jit(steps.train_step)(state, learnable_batch())
+    assert np.isfinite(float(metrics["loss"]))
+    unit = "block13" if name == "se_mobilenet_v1" else "conv5_1"
+    before, after = state.params[unit][kind], new.params[unit][kind]
+    assert any(
+        bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))
+    )
+    if kind in ("cbam", "ge"):  # their own BatchNorm statistics move too
+        old_stats, new_stats = state.batch_stats[unit][kind], new.batch_stats[unit][kind]
+        pairs = zip(jax.tree.leaves(old_stats), jax.tree.leaves(new_stats))
+        assert any(bool(jnp.any(a != b)) for a, b in pairs)

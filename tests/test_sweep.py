@@ -478,6 +478,7 @@ ABLATIONS = [
     "resnet_placement",
     "resnet_stages",
     "resnet_reduction",
+    "attention",
 ]
 
 

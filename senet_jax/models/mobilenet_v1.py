@@ -1,9 +1,9 @@
 """MobileNetV1 (Howard et al., 2017), optionally with an SE block in every
-depthwise-separable block, the SE-MobileNet of the SENet paper (Table 3)."""
+depthwise-separable block, the SE-MobileNet of the SENet paper (Table 3), or another
+channel-attention kind in its place (config.model.se.kind)."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -11,8 +11,9 @@ import jax.numpy as jnp
 
 from senet_jax.models.ops.conv import PointwiseConv, StemConv
 from senet_jax.models.ops.depthwise import DepthwiseConv
-from senet_jax.models.ops.norm import BatchNormAct
-from senet_jax.models.se import SEOptions, SqueezeExcite
+from senet_jax.models.ops.norm import batch_norm_factory
+from senet_jax.models.se import SEOptions
+from senet_jax.models.width import scale_width
 
 STEM_FEATURES = 32
 # (pointwise output channels, depthwise stride) of the 13 depthwise-separable blocks.
@@ -36,23 +37,9 @@ SE_BLOCKS = tuple(range(1, len(BLOCKS) + 1))
 SE_PLACEMENTS = ("standard",)
 
 
-def total_stride(stem_strides: int = 2) -> int:
-    """Input pixels per output pixel of the last feature map."""
-    stride = stem_strides
-    for _, s in BLOCKS:
-        stride *= s
-    return stride
-
-
-def scale_width(features: int, width_multiplier: float) -> int:
-    """Channels after the width multiplier, kept a multiple of 8 (and at least 8)."""
-    if width_multiplier == 1.0:
-        return features
-    return max(8, int(features * width_multiplier + 4) // 8 * 8)
-
-
 class SeparableBlock(nn.Module):
-    """Depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU, then SE (if enabled)."""
+    """Depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU, then SE or another channel
+    attention (if enabled)."""
 
     features: int
     strides: int
@@ -84,9 +71,7 @@ class SeparableBlock(nn.Module):
         )(x)
         x = self.norm(name="pointwise_bn")(x)
         if self.se is not None:
-            x = SqueezeExcite(
-                **self.se.block_kwargs(), dtype=self.dtype, param_dtype=self.param_dtype, name="se"
-            )(x)
+            x = self.se.attention(norm=self.norm, dtype=self.dtype, param_dtype=self.param_dtype)(x)
         return x
 
 
@@ -94,7 +79,8 @@ class MobileNetV1(nn.Module):
     """MobileNetV1 classifier for NHWC images; returns float32 logits.
 
     `se` (None: no SE) holds the SE options; its `blocks` selects which of the 13
-    blocks get SE (1-based, as the block names), the paper's one-stage ablation.
+    blocks get SE (1-based, as the block names), the paper's one-stage ablation, and its
+    `kind` which channel attention (senet_jax.models.se.KINDS).
     `stem_strides=1` halves the total stride (32 -> 16), the usual adaptation for
     small images such as STL10's 96x96, at 4x the multiply-adds.
     `bn_axis_name` makes BatchNorm average its batch statistics over that pmap axis.
@@ -118,19 +104,24 @@ class MobileNetV1(nn.Module):
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
+    def total_stride(self) -> int:
+        """Input pixels per output pixel of the last feature map."""
+        stride = self.stem_strides
+        for _, s in BLOCKS:
+            stride *= s
+        return stride
+
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         # BatchNorm + ReLU fused (models/ops/norm.py): parameters and statistics as nn.BatchNorm.
-        norm = functools.partial(
-            BatchNormAct,
-            activation="relu6" if self.relu6 else "relu",
-            use_running_average=not train,
+        norm = batch_norm_factory(
+            train=train,
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
             axis_name=self.bn_axis_name,
-            use_fast_variance=False,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
+            activation="relu6" if self.relu6 else "relu",
         )
 
         x = x.astype(self.dtype)

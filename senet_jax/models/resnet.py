@@ -26,14 +26,13 @@ import functools
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-from jax import lax
 
-from senet_jax.models.mobilenet_v1 import scale_width
-from senet_jax.models.ops.conv import PADDINGS, Conv, conv_padding
-from senet_jax.models.ops.norm import BatchNormAct
-from senet_jax.models.se import SEOptions, SqueezeExcite
+from senet_jax.models.ops.conv import PADDINGS, Conv
+from senet_jax.models.ops.norm import batch_norm_factory
+from senet_jax.models.ops.pool import POOL_MODES, max_pool_3x3_s2
+from senet_jax.models.se import SEOptions
+from senet_jax.models.width import scale_width
 
 STAGE_NAMES = ("conv2_x", "conv3_x", "conv4_x", "conv5_x")
 STAGE_PLANES = (64, 128, 256, 512)
@@ -44,11 +43,11 @@ PLACEMENTS_BOTTLENECK = (*PLACEMENTS_BASIC, "conv3x3")
 # name or number, and the placements (conv3x3 only in bottleneck units).
 SE_BLOCKS = (*STAGE_NAMES, 2, 3, 4, 5)
 SE_PLACEMENTS = PLACEMENTS_BOTTLENECK
-# The stem's 3x3 stride-2 max-pool: "ceil" is Caffe's (no padding, the last window may
-# overhang the bottom/right border; the original SENet and timm's legacy_* models), "pad"
-# pads one pixel per side (PyTorch's ResNet: torchvision, timm's resnet*/seresnet*).
-STEM_POOLS = ("ceil", "pad")
-STEMS = ("7x7", "deep")  # one 7x7 conv, or three 3x3 convs (SENet-154)
+# The stem's 3x3 stride-2 max-pool (models/ops/pool.py): "ceil" (Caffe) or "pad" (PyTorch).
+STEM_POOLS = POOL_MODES
+# One 7x7 conv; three 3x3 convs (SENet-154); or the small-image stem of the CIFAR
+# literature: one 3x3 conv and no max-pool (with stem_strides=1, total stride 8).
+STEMS = ("7x7", "deep", "cifar")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,82 +102,6 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def total_stride(stem_strides: int = 2) -> int:
-    """Input pixels per output pixel of the last feature map (stem conv, max-pool, 3 stages)."""
-    return stem_strides * 16
-
-
-def _pool_taps(xp, out_hw):
-    (ho, wo), n, c = out_hw, xp.shape[0], xp.shape[3]
-    return {
-        (i, j): lax.slice(xp, (0, i, j, 0), (n, i + 2 * ho - 1, j + 2 * wo - 1, c), (1, 2, 2, 1))
-        for i in range(3)
-        for j in range(3)
-    }
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _max_pool(x, pads, out_hw):
-    return _max_pool_fwd(x, pads, out_hw)[0]
-
-
-def _max_pool_fwd(x, pads, out_hw):
-    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
-    taps = list(_pool_taps(xp, out_hw).values())
-    y = functools.reduce(jnp.maximum, taps)
-    return y, (x, y)
-
-
-def _max_pool_bwd(pads, out_hw, residuals, g):
-    x, y = residuals
-    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
-    # Each window's gradient goes to its first maximum in row-major order, as PyTorch's.
-    taken = jnp.zeros(y.shape, bool)
-    parts = {}
-    for ij, tap in _pool_taps(xp, out_hw).items():
-        hit = (tap == y) & ~taken
-        taken = taken | hit
-        parts[ij] = jnp.where(hit, g, 0).astype(g.dtype)
-
-    # Tap (i, j) of output (a, b) reads xp[2a + i, 2b + j]: with xp split into its four
-    # (row, column) parities every tap is a plain shift by 0 or 1, no strided scatter.
-    def shifted(ij):
-        di, dj = ij[0] // 2, ij[1] // 2
-        return jnp.pad(parts[ij], ((0, 0), (di, 1 - di), (dj, 1 - dj), (0, 0)))
-
-    phases = [
-        [sum(shifted(ij) for ij in parts if (ij[0] % 2, ij[1] % 2) == (p, q)) for q in (0, 1)]
-        for p in (0, 1)
-    ]
-    n, ho, wo, c = y.shape
-    dxp = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # N, H', 2, W', 2, C
-    dxp = dxp.reshape(n, 2 * ho + 2, 2 * wo + 2, c)
-    (ht, _), (wl, _) = pads
-    return (dxp[:, ht : ht + x.shape[1], wl : wl + x.shape[2]],)
-
-
-_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
-def max_pool_3x3_s2(x: jnp.ndarray, mode: str, padding: str) -> jnp.ndarray:
-    """The stem's 3x3 stride-2 max-pool; padding never wins (-inf).
-
-    The maximum of nine strided slices, with a hand-written backward over the input's
-    four row/column parities: on XLA:CPU the gradient of lax.reduce_window's max
-    (select-and-gather over packed pairs) took about a fifth of a ResNet-50 train step,
-    and autodiff of nine maxima still a tenth (benchmarks/RESULTS.md).
-    """
-    pads = []
-    for n in x.shape[1:3]:
-        if mode == "ceil":
-            out = -(-max(n - 3, 0) // 2) + 1
-            pads.append((0, max((out - 1) * 2 + 3 - n, 0)))
-        else:
-            pads.append(conv_padding(n, 3, 2, padding))
-    out_hw = tuple((n + lo + hi - 3) // 2 + 1 for n, (lo, hi) in zip(x.shape[1:3], pads))
-    return _max_pool(x, tuple(pads), out_hw)
-
-
 class ResidualUnit(nn.Module):
     """A basic (two 3x3) or bottleneck (1x1, 3x3, 1x1) residual unit with optional SE."""
 
@@ -202,9 +125,10 @@ class ResidualUnit(nn.Module):
         placement = self.se.placement if self.se is not None else None
 
         def se(y):
-            return SqueezeExcite(
-                **self.se.block_kwargs(), dtype=self.dtype, param_dtype=self.param_dtype, name="se"
-            )(y)
+            attention = self.se.attention(
+                norm=self.norm, dtype=self.dtype, param_dtype=self.param_dtype
+            )
+            return attention(y)
 
         y = se(x) if placement == "pre" else x
         s = self.strides
@@ -248,7 +172,8 @@ class ResNet(nn.Module):
     ("7x7" or SENet-154's "deep" three 3x3), stem_features, downsample_kernel.
 
     Options (config.model):
-      se: SEOptions or None (no SE); see the module docstring for placement and blocks.
+      se: SEOptions or None (no SE); see the module docstring for placement and blocks,
+        senet_jax.models.se.KINDS for the channel-attention kinds (se.kind).
       stride_in_1x1: a bottleneck's stride on its first 1x1 conv, as the original Caffe
         ResNet/SE-ResNet (the default for resnet*/se_resnet*); False puts it on the 3x3, as
         torchvision/timm ("ResNet v1.5") and all ResNeXt/SENet-154 models. No effect on basic
@@ -262,8 +187,9 @@ class ResNet(nn.Module):
       stem_strides: 2 is the ImageNet stem. 1 is the small-image stem: the first stem
         convolution runs at stride 1 and the max-pool stays, so the total stride is 16
         instead of 32 (a 6x6 last map at 96x96), at 4x the multiply-adds, same parameters.
-      depthwise_implementation: accepted for a shared config.model and unused (no
-        depthwise convolutions here).
+      stem: the registered name's ("7x7", or "deep" for SENet-154), or "cifar": one 3x3
+        convolution at stem_strides and no max-pool, the CIFAR papers' ResNet (with
+        stem_strides=1, a 4x4 last map at 32x32).
       conv_implementation: ops.conv.Conv's "auto"/"onednn"/"matmul"/"native" for the ungrouped
         convolutions; grouped 3x3s always run natively.
       bn_axis_name: BatchNorm averages its batch statistics over that pmap axis.
@@ -289,10 +215,14 @@ class ResNet(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     bn_axis_name: str | None = None
-    depthwise_implementation: str = "auto"
     conv_implementation: str = "auto"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+
+    def total_stride(self) -> int:
+        """Input pixels per output pixel of the last feature map (stem conv, its max-pool
+        unless the stem is "cifar", and three stride-2 stages)."""
+        return self.stem_strides * (1 if self.stem == "cifar" else 2) * 8
 
     def check_options(self) -> None:
         """A ValueError naming the first option this architecture cannot have."""
@@ -329,13 +259,11 @@ class ResNet(nn.Module):
         parameter names and creation order are those of an inline definition.
         """
         # BatchNorm (+ ReLU) fused with its own backward (models/ops/norm.py).
-        norm = functools.partial(
-            BatchNormAct,
-            use_running_average=not train,
+        norm = batch_norm_factory(
+            train=train,
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
             axis_name=self.bn_axis_name,
-            use_fast_variance=False,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -349,7 +277,7 @@ class ResNet(nn.Module):
         return norm, conv
 
     def _stem(self, x: jnp.ndarray, norm, conv, width) -> jnp.ndarray:
-        """The stem (7x7 or SENet-154's deep three 3x3) and its max-pool.
+        """The stem (7x7, SENet-154's deep three 3x3, or the CIFAR 3x3) and its max-pool.
 
         Called from __call__, so its modules are __call__'s (names stem_conv*/stem_bn*).
         """
@@ -359,6 +287,9 @@ class ResNet(nn.Module):
             x = norm(name="stem_bn2")(conv(width(64), (3, 3), name="stem_conv2")(x))
             x = conv(width(self.stem_features), (3, 3), name="stem_conv3")(x)
             x = norm(name="stem_bn3")(x)
+        elif self.stem == "cifar":
+            x = conv(width(self.stem_features), (3, 3), s, name="stem_conv1")(x)
+            return norm(name="stem_bn1")(x)
         else:
             x = conv(width(self.stem_features), (7, 7), s, name="stem_conv1")(x)
             x = norm(name="stem_bn1")(x)
@@ -414,12 +345,15 @@ class ResNet(nn.Module):
 def create(name: str, num_classes: int = 1000, se: Any = None, **options) -> ResNet:
     """The registered architecture `name` with config.model-style options.
 
-    `se` is read only by SE architectures (plain ResNets accept and ignore it, as
-    mobilenet_v1 does). Options override the architecture's defaults (e.g. stride_in_1x1,
-    dropout_rate).
+    `se` only for SE architectures. Options override the architecture's defaults (e.g.
+    stride_in_1x1, dropout_rate); `stem=None` keeps the architecture's stem.
     """
     arch = ARCHITECTURES[name]
+    if se is not None and not arch.se:
+        raise ValueError(f"{name} has no channel attention: use se_{name} for se options")
     fields = {f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)}
     fields.pop("se")
+    if options.get("stem", "") is None:
+        options.pop("stem")
     fields.update(options)
     return ResNet(num_classes=num_classes, se=SEOptions.create(se) if arch.se else None, **fields)

@@ -1,9 +1,9 @@
 """Per-block parameter and multiply-add counts, computed from shapes only.
 
 Multiply-adds count one per weight use: convolutions (depthwise included) and Dense
-layers, plus the SE block's channel-wise scale (one multiply per activation). BatchNorm
-(foldable into the convolutions at inference), ReLU, gates and poolings are not counted,
-following the MobileNet and SENet papers' convention.
+layers, plus the SE block's (or another attention kind's) channel-wise scale (one multiply
+per activation). BatchNorm (foldable into the convolutions at inference), ReLU, gates and
+poolings are not counted, following the MobileNet and SENet papers' convention.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
+
+from senet_jax.models.se import KINDS
 
 
 @dataclasses.dataclass
@@ -55,7 +57,7 @@ def summarize(model, image_size: int, in_channels: int = 3) -> list[Row]:
         elif kernel.ndim == 2:  # dense
             row.mult_adds += int(np.prod(kernel.shape))
     for module, out_shape in outputs.items():
-        if module and module[-1] == "se":  # the channel-wise scale
+        if module and module[-1] in KINDS:  # the attention's channel-wise scale
             rows[module[0]].mult_adds += int(np.prod(out_shape[1:]))
     # Intermediates come back sorted by name; put the stem first to read in data-flow order.
     return sorted(rows.values(), key=lambda r: (not r.name.startswith("stem"), r.name))

@@ -86,3 +86,49 @@ def test_bfloat16_compute_with_float32_params(x):
     variables = block.init(jax.random.key(1), xb)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
     assert block.apply(variables, xb).dtype == jnp.bfloat16
+
+
+def test_every_kind_is_a_channel_attention_named_after_it(x):
+    from senet_jax.models.attention.base import ChannelAttention
+    from senet_jax.models.ops.norm import batch_norm_factory
+    from senet_jax.models.se import KINDS, SEOptions
+
+    norm = batch_norm_factory(
+        train=False,
+        momentum=0.9,
+        epsilon=1e-5,
+        axis_name=None,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+    )
+    assert set(KINDS) == {"se", "eca", "cbam", "ge", "ese"}
+    for kind in KINDS:
+        module = SEOptions.create({"kind": kind}).attention(
+            norm=norm, dtype=jnp.float32, param_dtype=jnp.float32
+        )
+        assert isinstance(module, ChannelAttention) and module.name == kind
+        variables = module.init(jax.random.key(0), x)
+        y, state = module.apply(variables, x, mutable=["excitations"])
+        chex.assert_shape(y, x.shape)
+        chex.assert_shape(state["excitations"]["gate"][0], (2, 32))
+
+
+@pytest.mark.parametrize(
+    "se,field",
+    [
+        ({"kind": "eca", "reduction": 8}, "reduction"),
+        ({"kind": "ese", "gate": "tanh"}, "gate"),
+        ({"kind": "cbam", "squeeze": "max"}, "squeeze"),
+        ({"kind": "se", "extent": 4}, "extent"),
+    ],
+)
+def test_an_option_the_kind_does_not_take_is_a_value_error(se, field):
+    from senet_jax.models.se import SEOptions, unused_options
+
+    assert unused_options(se) == [field]
+    with pytest.raises(ValueError, match=rf"kind '{se['kind']}' takes no {field}"):
+        SEOptions.create(se)
+    # Left at their defaults, options a kind does not take are fine (one config for all kinds).
+    assert SEOptions.create({"kind": se["kind"], field: getattr(SEOptions, field)})
+    with pytest.raises(ValueError, match="unknown attention kind 'sk'"):
+        SEOptions.create({"kind": "sk"})

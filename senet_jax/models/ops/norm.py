@@ -76,11 +76,6 @@ def batch_norm_act(x, scale, bias, epsilon, axis_name, use_fast_variance=True, a
     return _bn_act_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance, activation)[0]
 
 
-def batch_norm_relu(x, scale, bias, epsilon, axis_name, use_fast_variance=True):
-    """relu(BatchNorm(x)): batch_norm_act with ReLU."""
-    return batch_norm_act(x, scale, bias, epsilon, axis_name, use_fast_variance, "relu")
-
-
 def _bn_act_fwd(x, scale, bias, epsilon, axis_name, use_fast_variance, activation):
     mean, var = batch_stats(x, axis_name, use_fast_variance)
     y = _activate(_normalize(x, mean, var, scale, bias, epsilon), activation).astype(x.dtype)
@@ -156,11 +151,26 @@ class BatchNormAct(nn.Module):
         return y.astype(self.dtype)
 
 
-class BatchNormReLU(BatchNormAct):
-    """relu(nn.BatchNorm(...)(x)): BatchNormAct with its default activation."""
-
-
-class BatchNorm(BatchNormAct):
-    """nn.BatchNorm with the fused backward (no activation)."""
-
-    activation: str = "none"
+def batch_norm_factory(
+    *,
+    train: bool,
+    momentum: float,
+    epsilon: float,
+    axis_name: str | None,
+    dtype: Any,
+    param_dtype: Any,
+    activation: str = "relu",
+) -> Callable[..., BatchNormAct]:
+    """BatchNormAct bound to a network's options (callers add `name` and may override
+    `activation`): batch statistics when training, with the exact two-pass variance."""
+    return functools.partial(
+        BatchNormAct,
+        activation=activation,
+        use_running_average=not train,
+        momentum=momentum,
+        epsilon=epsilon,
+        axis_name=axis_name,
+        use_fast_variance=False,
+        dtype=dtype,
+        param_dtype=param_dtype,
+    )

@@ -8,11 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from senet_jax.models.ops.norm import BatchNormAct, BatchNormReLU
+from senet_jax.models.ops.norm import BatchNormAct
 
 
 def _pair(**kw):
-    ours = BatchNormReLU(momentum=0.9, epsilon=1e-5, **kw)
+    ours = BatchNormAct(momentum=0.9, epsilon=1e-5, **kw)
     ref = nn.BatchNorm(momentum=0.9, epsilon=1e-5, **kw)
     return ours, ref
 
