@@ -87,6 +87,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.max_cache_bytes = 16 * 2**30
     c.data.shuffle_buffer = 10_000  # records per process (streamed only)
     c.data.eval_crop = 0.875  # streamed evaluation: resize to image_size / eval_crop, centre crop
+    # Semi-supervised runs (ssl.method below): which training images keep their labels and
+    # where the unlabelled ones come from. Unset, every label of train_split is used.
+    c.data.unlabelled_split = placeholder(str)  # "unlabelled" (STL10), a tfds split, or "rest"
+    c.data.labels_per_class = placeholder(int)  # a stratified labelled subset of train_split
+    c.data.labels_seed = 0  # fixes that subset, whatever the host count
+    c.data.labelled_fold = placeholder(int)  # STL10's official 1,000-label folds, 0-9
+    c.data.strong_augment = "randaugment"  # the unlabelled strong view, then cutout
 
     # senet_jax.optim: optax chain and schedule.
     c.optim = ml_collections.ConfigDict()
@@ -100,6 +107,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.decay_epochs = 30  # "step": the rate is multiplied by decay_factor every decay_epochs
     c.optim.decay_factor = 0.1
     c.optim.label_smoothing = 0.1
+
+    # senet_jax.semi_supervised: "none" trains on the labels alone (configs/stl10_fixmatch.py).
+    c.ssl = ml_collections.ConfigDict()
+    c.ssl.method = "none"  # "none", "fixmatch" or "flexmatch"
+    c.ssl.threshold = 0.95  # tau: the confidence a pseudo-label needs (FlexMatch: its top)
+    c.ssl.unlabelled_ratio = 7  # mu: unlabelled images per labelled one in a step
+    c.ssl.weight = 1.0  # lambda_u: the unlabelled loss's weight
+    c.ssl.ema_decay = 0.0  # weight average evaluated instead of the weights; 0 turns it off
 
     c.batch_size = 128  # global, over all devices and processes
     c.num_epochs = 600

@@ -27,7 +27,6 @@ Where each choice comes from (FixMatch, Sohn et al. 2020, section 4 and appendix
 from __future__ import annotations
 
 import ml_collections
-from ml_collections.config_dict import placeholder
 
 from configs import stl10
 
@@ -38,19 +37,11 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Which images keep their labels, and where the unlabelled ones come from.
     c.data.unlabelled_split = "unlabelled"  # STL10's; elsewhere a tfds split or "rest"
-    c.data.labels_per_class = placeholder(int)  # unset: every label of train_split
-    c.data.labels_seed = 0  # fixes the labels_per_class subset, whatever the host count
-    c.data.labelled_fold = placeholder(int)  # STL10's official 1,000-label folds, 0-9
-    c.data.strong_augment = "randaugment"
     c.data.cutout_size = 0.5  # of the side, on the strong view only
 
     # senet_jax.semi_supervised: the method and its weights.
-    c.ssl = ml_collections.ConfigDict()
-    c.ssl.method = "fixmatch"  # "none", "fixmatch" or "flexmatch"
-    c.ssl.threshold = 0.95  # tau: the confidence a pseudo-label needs (FlexMatch: its top)
-    c.ssl.unlabelled_ratio = 7  # mu: unlabelled images per labelled one in a step
-    c.ssl.weight = 1.0  # lambda_u: the unlabelled loss's weight
-    c.ssl.ema_decay = 0.999  # 0 turns the weight average off
+    c.ssl.method = "fixmatch"
+    c.ssl.ema_decay = 0.999
 
     c.optim.learning_rate = 0.03
     c.optim.warmup_epochs = 0

@@ -25,6 +25,12 @@ from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 STATE_FIELDS = ("step", "params", "batch_stats", "opt_state", "rng")
+# Semi-supervised states add these (semi_supervised.step.SemiSupervisedState); a None field
+# (EMA off, FixMatch's absent record) is not saved.
+OPTIONAL_STATE_FIELDS = ("ema_params", "pseudo_record")
+# Fields that choose which images a semi-supervised run sees, by their config names: a resume
+# under other values would train on other batches.
+SSL_FIELDS = ("ssl.method", "data.labels_per_class", "data.labelled_fold")
 # The metric that picks the best checkpoint (kept beside the latest ones): model selection
 # on the validation holdout, never on the test split.
 BEST_METRIC = "validation_accuracy"
@@ -60,6 +66,37 @@ def _flatten(tree: dict, prefix: str) -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def state_fields(state) -> tuple[str, ...]:
+    """The fields of `state` a checkpoint holds: the supervised ones and any set optional one."""
+    extra = tuple(f for f in OPTIONAL_STATE_FIELDS if getattr(state, f, None) is not None)
+    return STATE_FIELDS + extra
+
+
+def ssl_identity(config) -> dict[str, Any]:
+    """SSL_FIELDS' values; a config without an `ssl` section is plain supervised."""
+    ssl, data = config.get("ssl"), config.data
+    return {
+        "ssl.method": "none" if ssl is None else ssl.get("method", "none"),
+        "data.labels_per_class": data.get("labels_per_class"),
+        "data.labelled_fold": data.get("labelled_fold"),
+    }
+
+
+def ssl_identity_of_supervised() -> dict[str, Any]:
+    """What a checkpoint that records no SSL fields was trained with."""
+    return {"ssl.method": "none", "data.labels_per_class": None, "data.labelled_fold": None}
+
+
+def _with_missing_fields(state, saved, step: int):
+    """EMA weights a checkpoint lacks start at its weights; a FlexMatch record starts empty."""
+    if getattr(state, "ema_params", None) is not None and "ema_params" not in saved:
+        log.info("checkpoint %d holds no EMA weights: the average starts from its weights", step)
+        state = state.replace(ema_params=state.params)
+    if getattr(state, "pseudo_record", None) is not None and "pseudo_record" not in saved:
+        log.info("checkpoint %d holds no FlexMatch record: it starts empty", step)
+    return state
 
 
 def _first_line(e: BaseException) -> str:
@@ -107,6 +144,7 @@ class CheckpointManager:
         self._model = json.loads(json.dumps(config.model.to_dict()))
         self._num_classes = num_classes
         self._optimizer = config.optim.name
+        self._ssl = ssl_identity(config)
         if read_only:
             options = ocp.CheckpointManagerOptions(
                 read_only=True, create=False, cleanup_tmp_directories=False, save_interval_steps=0
@@ -190,6 +228,7 @@ class CheckpointManager:
                 # a field only one side has: a different architecture
                 self._refuse(field, theirs.get(field), ours.get(field))
         self.check_data(record)
+        self._check_ssl(record)
         if template is not None:
             self._check_shapes(record, "param_shapes", template["params"], "parameter")
             self._check_shapes(record, "opt_state_shapes", template["opt_state"], "optimizer state")
@@ -208,6 +247,13 @@ class CheckpointManager:
                     f"{field}={ours.get(field)!r}; resume with the same dataset and process "
                     "count, or use another --workdir (nothing was deleted)"
                 )
+
+    def _check_ssl(self, record: dict[str, Any]) -> None:
+        """Checkpoints saved before semi-supervised runs existed were plain supervised."""
+        theirs = record.get("ssl") or ssl_identity_of_supervised()
+        for field, ours in self._ssl.items():
+            if theirs.get(field) != ours:
+                self._refuse(f"config.{field}", theirs.get(field), ours)
 
     def _refuse(self, field: str, theirs, ours) -> None:
         fix = f"--{field}={theirs!r}" if field != "num_classes" else "the same dataset"
@@ -241,13 +287,15 @@ class CheckpointManager:
 
     # -- save / restore
     def save(self, step: int, state, *, metrics: dict[str, float] | None = None) -> None:
-        host = {f: jax.device_get(getattr(state, f)) for f in STATE_FIELDS}
+        host = {f: jax.device_get(getattr(state, f)) for f in state_fields(state)}
         record = {
             "model": self._model,
             "num_classes": self._num_classes,
             "optimizer": self._optimizer,
             "step": int(step),
             "digest": _digest(host),
+            "digests": {f: _digest(value) for f, value in host.items()},
+            "ssl": self._ssl,
             "param_shapes": _shapes(host["params"]),
             "opt_state_shapes": _shapes(host["opt_state"]),
             "metrics": metrics,
@@ -264,15 +312,32 @@ class CheckpointManager:
 
     def restore_step(self, step: int, state):
         """The state saved at `step` (checked against its digest), in `state`'s structure."""
-        template = {f: jax.device_get(getattr(state, f)) for f in STATE_FIELDS}
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template))
-        )["state"]
-        if _digest(restored) != self._read_record(step).get("digest"):
+        restored = self._restore_state(step, self._read_record(step), state)
+        if restored is None:
             raise IncompatibleCheckpointError(
                 f"checkpoint {step} in {self.directory} no longer matches its digest"
             )
-        return state.replace(**restored)
+        return restored
+
+    def _restore_state(self, step: int, record: dict[str, Any], state):
+        """`state` with the fields saved at `step`, or None when their bytes no longer match
+        the digests saved with them. A field the run wants but the checkpoint lacks (EMA
+        weights, FlexMatch's record) starts afresh with a log line; one it holds but the run
+        does not want is left unread."""
+        saved = tuple(record.get("digests") or STATE_FIELDS)
+        fields = [f for f in state_fields(state) if f in saved]
+        template = {f: jax.device_get(getattr(state, f)) for f in fields}
+        restore = ocp.args.StandardRestore(template, strict=set(fields) == set(saved))
+        restored = self._manager.restore(step, args=ocp.args.Composite(state=restore))["state"]
+        restored = {f: restored[f] for f in fields}
+        if set(fields) == set(saved):
+            intact = _digest(restored) == record.get("digest")
+        else:  # a part of the state: the digests of its fields
+            digests = record.get("digests") or {}
+            intact = all(_digest(restored[f]) == digests.get(f) for f in fields)
+        if not intact:
+            return None
+        return _with_missing_fields(state.replace(**restored), saved, step)
 
     def restore_latest(self, state):
         """The newest checkpoint that is complete and intact, else `state` unchanged.
@@ -301,17 +366,15 @@ class CheckpointManager:
                     continue
                 self.check_compatible(record, template)
                 try:
-                    restored = self._manager.restore(
-                        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template))
-                    )["state"]
+                    restored = self._restore_state(step, record, state)
                 except Exception as e:
                     report(step, f"its state is unreadable ({_first_line(e)})")
                     continue
-                if _digest(restored) != record.get("digest"):
+                if restored is None:
                     report(step, "its state no longer matches the digest saved with it")
                     continue
                 log.info("restored checkpoint %d from %s", step, self.directory)
-                return state.replace(**restored)
+                return restored
             return state
         finally:
             self._set_aside(damaged)
@@ -319,9 +382,14 @@ class CheckpointManager:
     def restore_subset(self, step: int, template: dict[str, Any]) -> dict[str, Any]:
         """Only `template`'s parts of the state saved at `step` (e.g. params and batch_stats),
         as numpy arrays, for inference: the optimizer state is never read, so restoring does
-        not depend on how the optimizer is built today. Refuses (IncompatibleCheckpointError)
+        not depend on how the optimizer is built today. A checkpoint with EMA weights gives
+        those as `params`. Refuses (IncompatibleCheckpointError)
         a checkpoint of another model or class count, or of other shapes than `template`."""
-        self.check_compatible(self._read_record(step))
+        record = self._read_record(step)
+        self.check_compatible(record)
+        ema = "params" in template and "ema_params" in (record.get("digests") or {})
+        if ema:  # a run with averaged weights is used through them, as it was evaluated
+            template = {**template, "ema_params": template["params"]}
         restore_args = ocp.checkpoint_utils.construct_restore_args(template)
         with ocp.PyTreeCheckpointer() as checkpointer:
             restored = checkpointer.restore(
@@ -337,6 +405,10 @@ class CheckpointManager:
                     f"{self.directory} step {step} holds {name} of shape {theirs.get(name)}, "
                     f"the run's config makes {ours.get(name)}: it is a checkpoint of another model"
                 )
+        if ema:
+            log.info("checkpoint %d: using its EMA weights", step)
+            restored = {**restored, "params": restored["ema_params"]}
+            del restored["ema_params"]
         return restored
 
     def _set_aside(self, damaged) -> None:

@@ -94,6 +94,7 @@ def validate(config, *, workdir: str | None = None, device_count: int | None = N
     _validate_se(config)
     _validate_optim(config)
     _validate_data(config)
+    _validate_semi_supervised(config)
     if workdir is not None:
         check_workdir(workdir)
 
@@ -109,6 +110,12 @@ def _validate_run(config, devices: int) -> None:
         _check_positive(config, field, int)
     _check_positive(config, "eval_every_epochs")
     _check_choice(config, "rematerialize", remat.POLICIES)
+    if config.rematerialize != "none" and config.ssl.method != "none":
+        _fail(
+            "rematerialize",
+            f"{config.rematerialize!r} applies to the supervised step only; with "
+            f"config.ssl.method={config.ssl.method!r} leave it at 'none'",
+        )
     if config.batch_size % devices:
         fix = max(devices, config.batch_size // devices * devices)
         _fail(
@@ -320,6 +327,22 @@ def _validate_data(config) -> None:
     _validate_data_source(config)
 
 
+def _validate_semi_supervised(config) -> None:
+    """config.ssl and the labelled/unlabelled data fields (senet_jax/semi_supervised/settings.py);
+    the unlabelled images are held in memory, so the streamed path does not train them yet."""
+    from senet_jax.semi_supervised import settings
+
+    found = settings.problem(config)
+    if found is not None:
+        _fail(*found)
+    if config.get("ssl") is not None and config.ssl.method != "none" and config.data.stream:
+        _fail(
+            "data.stream",
+            f"ssl.method={config.ssl.method!r} reads its unlabelled images from memory; the "
+            "streamed path does not train them yet: set --config.data.stream=False",
+        )
+
+
 def _validate_stream(config) -> None:
     """The streamed input path's fields (configs before it lack them: defaults apply)."""
     data = config.data
@@ -356,10 +379,11 @@ def _validate_data_source(config) -> None:
     data = config.data
     if data.synthetic_stl10 is not None:
         sizes = tuple(data.synthetic_stl10)
-        if len(sizes) != 2 or min(sizes) <= 0:
+        if len(sizes) not in (2, 3) or min(sizes) <= 0:
             _fail(
                 "data.synthetic_stl10",
-                f"must be (train_examples, test_examples), both positive, got {sizes!r}",
+                "must be (train_examples, test_examples[, unlabelled_examples]), all positive, "
+                f"got {sizes!r}",
             )
         if sizes[0] < config.batch_size:
             _fail(

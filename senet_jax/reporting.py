@@ -347,6 +347,30 @@ def plot_learning_curves(history, path) -> None:
     _save_png(fig, path)
 
 
+PSEUDO_LABEL_KEYS = (("mask_rate", "mask rate"), ("pseudo_label_accuracy", "pseudo-label accuracy"))
+
+
+def plot_pseudo_labels(history, path) -> bool:
+    """Semi-supervised runs: the share of unlabelled images above the threshold and, where
+    their labels are known, the accuracy of those pseudo-labels, against step. Returns
+    whether there was anything to plot (supervised runs have neither)."""
+    curves = [(label, _series(history, key)) for key, label in PSEUDO_LABEL_KEYS]
+    curves = [(label, series) for label, series in curves if series[0]]
+    if not curves:
+        return False
+    fig = _new_figure(5.0, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, (steps, values) in curves:
+        ax.plot(steps, values, label=label)
+    ax.set_title("pseudo-labels")
+    ax.set_xlabel("step")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    _save_png(fig, path)
+    return True
+
+
 def plot_excitations(per_class, overall, class_names, class_indices, path) -> None:
     """The paper's Figs. 7-8: per SE block, mean gate against channel index, one curve per
     chosen class plus "all" (black); one panel per block in a grid."""
@@ -382,7 +406,8 @@ def write_results(
     class_names=None,
     history=None,
 ) -> str:
-    """Writes WORKDIR/results.json, confusion_matrix.png, learning_curves.png; returns its path.
+    """Writes WORKDIR/results.json, confusion_matrix.png, learning_curves.png (and for
+    semi-supervised runs pseudo_labels.png); returns its path.
 
     With `confusion`, the JSON also gets `per_class_accuracy` ({class name: accuracy}) and
     `confusion_matrix` (list of rows, rows = true class). Call it from process 0 only.
@@ -397,6 +422,7 @@ def write_results(
         plot_confusion_matrix(confusion, names, os.path.join(workdir, "confusion_matrix.png"))
     if history:
         plot_learning_curves(history, os.path.join(workdir, "learning_curves.png"))
+        plot_pseudo_labels(history, os.path.join(workdir, "pseudo_labels.png"))
     path = os.path.join(workdir, "results.json")
     write_json_atomic(path, payload)
     return path

@@ -26,6 +26,9 @@ from flax import jax_utils
 
 from senet_jax import checkpointing, config_fields, data, optim, reporting, steps, weights
 from senet_jax import config as config_lib
+from senet_jax.data import augment
+from senet_jax.semi_supervised import ema, settings
+from senet_jax.semi_supervised import step as ssl_step
 
 AXIS = "batch"
 
@@ -36,24 +39,41 @@ class TrainingDivergedError(RuntimeError):
     """The loss or the gradients stopped being finite."""
 
 
+def is_semi_supervised(config) -> bool:
+    return config.get("ssl") is not None and config.ssl.method != "none"
+
+
 def pmapped_steps(config):
-    """The one place that distributes the steps: pmap over all devices of all processes."""
-    p_train = jax.pmap(
-        functools.partial(
+    """The one place that distributes the steps: pmap over all devices of all processes.
+    A semi-supervised step takes {"labelled": ..., "unlabelled": ...} batches."""
+    if is_semi_supervised(config):
+        options = settings.step_options(config)
+
+        def train_step(state, batch):
+            return ssl_step.ssl_train_step(
+                state, batch["labelled"], batch["unlabelled"], **options, axis_name=AXIS
+            )
+    else:
+        train_step = functools.partial(
             steps.train_step,
             label_smoothing=config.optim.label_smoothing,
             axis_name=AXIS,
             rematerialize=config.rematerialize,
-        ),
-        axis_name=AXIS,
-        donate_argnums=(0,),
-    )
+        )
+    p_train = jax.pmap(train_step, axis_name=AXIS, donate_argnums=(0,))
     p_eval = jax.pmap(functools.partial(steps.eval_step, axis_name=AXIS), axis_name=AXIS)
     return p_train, p_eval
 
 
+def evaluation_state(state):
+    """The state evaluation uses: its EMA weights when the run keeps them."""
+    return state.replace(params=ema.evaluation_params(state))
+
+
 def evaluate(p_eval, state, config, split: str) -> dict[str, Any]:
-    """Exact metrics over every example of `split` ("validation": the training holdout)."""
+    """Exact metrics over every example of `split` ("validation": the training holdout), with
+    the EMA weights when the state has them."""
+    state = evaluation_state(state)
     batches = data.eval_batches(config.data, batch_size=config.batch_size, split=split)
     # eval_step's psum leaves every device the same totals: the first device's copy is read.
     return steps.eval_metrics(jax.tree.map(lambda x: x[0], p_eval(state, b)) for b in batches)
@@ -128,13 +148,19 @@ class StepMetrics:
         flags = jax.device_get([m["finite"] for _, m in self._pending])
         return next((s for (s, _), f in zip(self._pending, flags) if f[0] < 1), None)
 
-    def mean(self) -> dict[str, float]:
-        """Mean loss and accuracy of the pending steps (which must be finite), then clears."""
+    def mean(self) -> dict[str, Any]:
+        """Mean of every metric over the pending steps (which must be finite), then clears:
+        floats, and arrays for per-class ones (FlexMatch's thresholds)."""
         fetched = jax.device_get([m for _, m in self._pending])
         self._pending.clear()
         if not fetched:
             return {}
-        return {k: float(np.mean([m[k][0] for m in fetched])) for k in ("loss", "accuracy")}
+        means = {
+            k: np.mean(np.stack([m[k][0] for m in fetched]), axis=0)
+            for k in fetched[0]
+            if k != "finite"
+        }
+        return {k: float(v) if np.ndim(v) == 0 else v for k, v in means.items()}
 
 
 class CheckpointSaver:
@@ -246,7 +272,7 @@ def _prepare_data(config, workdir: str):
     never build it twice; smoke runs get their generated archive in the workdir."""
     is_main = jax.process_index() == 0
     if is_main and not config.data.synthetic_stl10:
-        data.get_dataset_info(config.data)  # prepares it, outside the workdir
+        _dataset_info(config)  # prepares it, outside the workdir
     if is_main:
         os.makedirs(workdir, exist_ok=True)
     if config.data.synthetic_stl10:
@@ -255,10 +281,10 @@ def _prepare_data(config, workdir: str):
             config.data, workdir, seed=config.seed, write=is_main
         )
         _sync("synthetic_data")
-    info = data.get_dataset_info(config.data) if is_main else None
+    info = _dataset_info(config) if is_main else None
     mean_std = data.iterators.statistics(config.data) if is_main else None
     _sync("dataset_prepared")
-    info = info or data.get_dataset_info(config.data)
+    info = info or _dataset_info(config)
     mean, std = mean_std or data.iterators.statistics(config.data)  # cached by process 0
     if config.data.mean is None:
         config = config.copy_and_resolve_references()
@@ -266,16 +292,56 @@ def _prepare_data(config, workdir: str):
     return config, info
 
 
-def _set_up(config, workdir: str) -> Run:
-    _check_before_work(config, workdir)
-    config, info = _prepare_data(config, workdir)
-    steps_per_epoch = data.steps_per_epoch(config.batch_size, info)
-    tx, schedule = optim.create_optimizer(
-        config.optim, num_epochs=config.num_epochs, steps_per_epoch=steps_per_epoch
-    )
+def _dataset_info(config) -> data.DatasetInfo:
+    """The dataset described; a labelled subset or unlabelled split the data cannot give
+    (e.g. data.labels_per_class above a class's images) is a config error, one line."""
+    try:
+        info = data.get_dataset_info(config.data)
+    except ValueError as e:
+        if not str(e).startswith("config."):
+            raise
+        raise config_lib.ConfigError(str(e)) from None
+    if is_semi_supervised(config) and _steps_per_epoch(config, info) < 1:
+        raise config_lib.ConfigError(
+            f"config.ssl.unlabelled_ratio: {config.ssl.unlabelled_ratio} x batch_size "
+            f"{config.batch_size} unlabelled images exceed the {info.num_unlabelled_examples} of "
+            f"{config.data.unlabelled_split!r}; lower config.batch_size or the ratio"
+        )
+    return info
+
+
+def _steps_per_epoch(config, info: data.DatasetInfo) -> int:
+    """Semi-supervised: an epoch is a pass over the unlabelled images (the part that sets the
+    cost); otherwise over the (labelled) training images."""
+    if is_semi_supervised(config):
+        unlabelled_batch = config.batch_size * config.ssl.unlabelled_ratio
+        return info.num_unlabelled_examples // unlabelled_batch
+    return data.steps_per_epoch(config.batch_size, info)
+
+
+def _initial_state(config, info: data.DatasetInfo, tx):
+    """A fresh train state; semi-supervised runs add the EMA weights and FlexMatch's record."""
     model = steps.create_model(config, info.num_classes, axis_name=AXIS)
     image_shape = (config.data.image_size, config.data.image_size, 3)
     state = steps.create_train_state(model, tx, jax.random.key(config.seed), image_shape)
+    if not is_semi_supervised(config):
+        return state
+    return ssl_step.create_state(
+        state,
+        method=config.ssl.method,
+        ema_decay=float(config.ssl.ema_decay),
+        num_unlabelled=info.num_unlabelled_examples,
+    )
+
+
+def _set_up(config, workdir: str) -> Run:
+    _check_before_work(config, workdir)
+    config, info = _prepare_data(config, workdir)
+    steps_per_epoch = _steps_per_epoch(config, info)
+    tx, schedule = optim.create_optimizer(
+        config.optim, num_epochs=config.num_epochs, steps_per_epoch=steps_per_epoch
+    )
+    state = _initial_state(config, info, tx)
     manager = checkpointing.CheckpointManager(
         workdir,
         config,
@@ -315,10 +381,9 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
         writer.write_hparams(config_fields.scalar_fields(config))
     p_train, p_eval = pmapped_steps(config)
     state = jax_utils.replicate(run.state)
-    batches = data.train_batches(
-        config.data, batch_size=config.batch_size, seed=config.seed, start_step=step
-    )
-    batches = jax_utils.prefetch_to_device(batches, 2)
+    if getattr(run.state, "ema_params", None) is not None:
+        log.info("evaluating with the EMA weights (decay %g)", config.ssl.ema_decay)
+    batches = jax_utils.prefetch_to_device(_train_batches(config, step), 2)
     progress = None
     if run.is_main:
         progress = reporting.Progress(run.total_steps, step, log_every_steps=config.log_every_steps)
@@ -356,6 +421,46 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
     return _finish(run, writer, p_eval, state, chrono.images_per_second)
 
 
+def _train_batches(config, step: int):
+    """The training stream from `step`; semi-supervised: the labelled batches (without cutout,
+    which only the strong view gets) beside the unlabelled ones."""
+    if not is_semi_supervised(config):
+        return data.train_batches(
+            config.data, batch_size=config.batch_size, seed=config.seed, start_step=step
+        )
+    labelled = data.train_batches(
+        augment.without_cutout(config.data),
+        batch_size=config.batch_size,
+        seed=config.seed,
+        start_step=step,
+    )
+    unlabelled = data.iterators.unlabelled_batches(
+        config.data,
+        batch_size=config.batch_size * config.ssl.unlabelled_ratio,
+        seed=config.seed,
+        start_step=step,
+    )
+    known = config.data.unlabelled_split != "unlabelled"  # STL10's carries no labels
+    for x, u in zip(labelled, unlabelled):
+        yield {"labelled": x, "unlabelled": u if known else {k: u[k] for k in u if k != "label"}}
+
+
+_SSL_SCALARS = ("labelled_loss", "unlabelled_loss", "mask_rate", "pseudo_label_accuracy")
+
+
+def _ssl_scalars(step: int, train: dict) -> dict[str, float]:
+    """The semi-supervised metrics, logged in one line: FlexMatch's thresholds per class."""
+    scalars = {k: train[k] for k in _SSL_SCALARS if k in train}
+    if "class_thresholds" in train:
+        thresholds = np.atleast_1d(train["class_thresholds"])
+        scalars.update({f"class_threshold/{i}": float(t) for i, t in enumerate(thresholds)})
+        scalars["mean_class_threshold"] = float(np.mean(thresholds))
+    if scalars:
+        shown = {k: v for k, v in scalars.items() if not k.startswith("class_threshold/")}
+        log.info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    return scalars
+
+
 def _log_train(run: Run, writer, progress, step: int, train: dict, images_per_second: float):
     if not train:
         return
@@ -365,6 +470,8 @@ def _log_train(run: Run, writer, progress, step: int, train: dict, images_per_se
         "learning_rate": float(run.schedule(step - 1)),
         "images_per_second": images_per_second,
     }
+    ssl_scalars = _ssl_scalars(step, train)
+    scalars.update(ssl_scalars)
     writer.write_scalars(step, scalars)
     if progress:
         progress.update(
@@ -374,6 +481,7 @@ def _log_train(run: Run, writer, progress, step: int, train: dict, images_per_se
             images_per_second=images_per_second,
         )
     keys = ("train_loss", "train_accuracy", "learning_rate")
+    keys += tuple(k for k in ("mask_rate", "pseudo_label_accuracy") if k in ssl_scalars)
     run.history.append({"step": step, **{k: scalars[k] for k in keys}})
 
 
@@ -405,6 +513,7 @@ def _finish(run: Run, writer, p_eval, state, images_per_second) -> dict[str, Any
     params = jax_utils.unreplicate(state).params
     results = {
         "test_accuracy": test["accuracy"],
+        **_raw_weights_test(run, p_eval, state),
         "test_loss": test["loss"],
         "test_examples": test["examples"],
         **_at_best_validation(run, p_eval, state, test),
@@ -432,6 +541,15 @@ def _finish(run: Run, writer, p_eval, state, images_per_second) -> dict[str, Any
     writer.close()
     run.manager.close()
     return results
+
+
+def _raw_weights_test(run: Run, p_eval, state) -> dict[str, float]:
+    """With EMA weights, test_accuracy is theirs: the live weights' is test_accuracy_raw."""
+    if getattr(run.state, "ema_params", None) is None:
+        return {}
+    raw = evaluate(p_eval, state.replace(ema_params=None), run.config, "test")
+    log.info("test accuracy %.4f with the raw (not averaged) weights", raw["accuracy"])
+    return {"test_accuracy_raw": raw["accuracy"]}
 
 
 def _at_best_validation(run: Run, p_eval, state, final_test) -> dict[str, Any]:

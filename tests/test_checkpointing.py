@@ -7,6 +7,7 @@ import logging
 import os
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -237,3 +238,56 @@ def test_without_a_validation_holdout_only_the_latest_are_kept(tmp_path):
     metrics = {1: {"test_accuracy": 0.9}, 2: {"test_accuracy": 0.1}, 3: {"test_accuracy": 0.2}}
     save_steps(tmp_path, [1, 2, 3], config=make_config(validation_examples=0), metrics=metrics)
     assert sorted(int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()) == [2, 3]
+
+
+class FakeSemiSupervisedState(FakeState):
+    """FakeState plus the EMA weights a semi-supervised run keeps."""
+
+    ema_params: dict = None
+
+
+def with_ema(state, ema_params=None):
+    fields = tree_of(state)
+    return FakeSemiSupervisedState(**fields, ema_params=ema_params)
+
+
+def test_ema_weights_round_trip_and_a_checkpoint_without_them_starts_the_average(tmp_path, caplog):
+    config = make_config(**{"ssl.method": "fixmatch", "unlabelled_split": "unlabelled"})
+    manager = CheckpointManager(str(tmp_path / "ema"), config, num_classes=10)
+    saved = with_ema(make_state(3), ema_params=make_state(5).params)
+    manager.save(3, saved)
+    manager.wait_until_finished()
+    restored = manager.restore_latest(with_ema(make_state(0, seed=99), make_state(0).params))
+    manager.close()
+    assert_trees_identical(restored.ema_params, make_state(5).params)
+    assert_trees_identical(tree_of(restored), tree_of(make_state(3)))
+    # a supervised checkpoint of the same SSL settings holds no EMA weights: they start at its
+    # weights, with a log line
+    save_steps(tmp_path / "plain", [2], config=config)
+    manager = CheckpointManager(str(tmp_path / "plain"), config, num_classes=10)
+    with caplog.at_level(logging.INFO, logger="senet_jax"):
+        restored = manager.restore_latest(with_ema(make_state(0, seed=99), make_state(0).params))
+    manager.close()
+    assert_trees_identical(restored.ema_params, make_state(2).params)
+    assert "holds no EMA weights" in caplog.text
+
+
+def test_resuming_with_another_ssl_method_is_refused(tmp_path):
+    ssl = make_config(**{"ssl.method": "fixmatch", "unlabelled_split": "unlabelled"})
+    save_steps(tmp_path, [1], config=ssl)
+    with pytest.raises(IncompatibleCheckpointError, match="config.ssl.method='fixmatch'"):
+        restore(tmp_path, config=make_config())
+    with pytest.raises(IncompatibleCheckpointError, match="config.data.labels_per_class=None"):
+        restore(tmp_path, config=configure(ssl, labels_per_class=4))
+
+
+def test_restore_subset_gives_the_ema_weights_as_params(tmp_path):
+    config = make_config(**{"ssl.method": "fixmatch", "unlabelled_split": "unlabelled"})
+    manager = CheckpointManager(str(tmp_path), config, num_classes=10)
+    manager.save(3, with_ema(make_state(3), ema_params=make_state(5).params))
+    manager.wait_until_finished()
+    template = {"params": make_state(0).params, "batch_stats": make_state(0).batch_stats}
+    restored = manager.restore_subset(3, jax.device_get(template))
+    manager.close()
+    assert_trees_identical(restored["params"], make_state(5).params)
+    assert_trees_identical(restored["batch_stats"], make_state(3).batch_stats)

@@ -94,3 +94,11 @@ def test_unknown_policy_is_one_line_naming_the_field():
         config_lib.validate(c, device_count=1)
     with pytest.raises(ValueError, match="conv_outputs"):
         remat.rematerialized(lambda x: x, "everything")
+
+
+def test_semi_supervised_runs_refuse_rematerialization_in_one_line():
+    c = stl10.get_config()
+    c.rematerialize = "conv_outputs"
+    c.ssl.method = "fixmatch"
+    with pytest.raises(config_lib.ConfigError, match=r"config.rematerialize: .*ssl.method"):
+        config_lib.validate(c, device_count=1)

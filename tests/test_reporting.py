@@ -246,3 +246,16 @@ def test_progress_rejects_bad_settings():
         reporting.Progress(10, log_every_steps=0, interactive=False)
     with pytest.raises(ValueError, match="start_step"):
         reporting.Progress(10, start_step=11, interactive=False)
+
+
+def test_pseudo_label_plot_only_for_semi_supervised_histories(tmp_path):
+    supervised = [{"step": 1, "train_loss": 2.0}, {"step": 2, "train_loss": 1.0}]
+    assert not reporting.plot_pseudo_labels(supervised, str(tmp_path / "none.png"))
+    assert not os.path.exists(tmp_path / "none.png")
+    history = [
+        {"step": 1, "train_loss": 2.0, "mask_rate": 0.1, "pseudo_label_accuracy": 0.5},
+        {"step": 2, "train_loss": 1.0, "mask_rate": 0.4, "pseudo_label_accuracy": 0.7},
+    ]
+    reporting.write_results(str(tmp_path), {"test_accuracy": 0.5}, history=history)
+    _assert_png(str(tmp_path / "pseudo_labels.png"))
+    _assert_png(str(tmp_path / "learning_curves.png"))

@@ -99,6 +99,16 @@ def augmenter(tf, data, mean, std):
     return augment
 
 
+def without_cutout(data):
+    """A copy of the data config with cutout off: semi-supervised runs cut out the strong
+    view only, never the labelled images or the weak view."""
+    import ml_collections
+
+    data = ml_collections.ConfigDict(data.to_dict())
+    data.cutout_size = 0.0
+    return data
+
+
 def _random_resized_crop(tf, images, uniforms, size: int, flip: bool):
     """Area fraction in [0.08, 1], aspect ratio log-uniform in [3/4, 4/3], clipped to the image."""
     gridf = tf.cast(tf.range(size), tf.float32)[None, :]

@@ -14,6 +14,7 @@ class DatasetInfo:
     num_validation_examples: int = 0
     streamed: bool = False  # read per process from files (data/file_stream.py), not in memory
     shard_examples: tuple = ()  # streamed: training examples of each process's files
+    num_unlabelled_examples: int = 0  # semi-supervised: data.unlabelled_split's images
 
 
 def num_examples(builder, split, field: str) -> int:

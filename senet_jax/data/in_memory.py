@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 import tqdm
 
-from senet_jax.data import augment, folder, folder_cache
+from senet_jax.data import augment, folder, folder_cache, labelled_subset, stl10_prepare
 from senet_jax.data.batching import ProcessLayout, num_eval_steps
 from senet_jax.data.dataset_info import num_examples
 from senet_jax.data.tf_setup import load_tf, load_tfds
@@ -127,13 +127,30 @@ def validation_indices(labels: np.ndarray, count: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def _training_arrays(data, builder):
-    """The training split less the validation holdout, and the holdout itself."""
+def training_partition(data, builder):
+    """(images, labels) of the training split, and the global indices of its three parts:
+    labelled (what supervised training sees), unlabelled "rest" (the training images whose
+    labels a data.labels_per_class or data.labelled_fold subset leaves out; empty otherwise)
+    and the validation holdout."""
     images, labels = split_arrays(data, builder, data.train_split)
     held_out = validation_indices(labels, int(data.validation_examples))
-    keep = np.ones(len(labels), bool)
-    keep[held_out] = False
-    return (images[keep], labels[keep]), (images[held_out], labels[held_out])
+    available = labelled_subset.rest(len(labels), held_out)
+
+    def read_folds():
+        with open(stl10_prepare.fold_file(builder)) as f:
+            return f.read()
+
+    labelled = labelled_subset.labelled_indices(data, labels, available, read_folds)
+    if labelled is None:
+        return (images, labels), (available, np.zeros((0,), np.int64), held_out)
+    rest = np.setdiff1d(available, labelled)
+    return (images, labels), (labelled, rest, held_out)
+
+
+def _training_arrays(data, builder):
+    """The labelled training images, and the validation holdout."""
+    (images, labels), (labelled, _, held_out) = training_partition(data, builder)
+    return (images[labelled], labels[labelled]), (images[held_out], labels[held_out])
 
 
 def _eval_shard(data, builder, split: str, index: int, count: int):
@@ -174,7 +191,7 @@ def train_batches(
     pad = augment.crop_pad_pixels(data)
     if pad:  # pad once here rather than every batch
         images_np = np.pad(images_np, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
-    orders = _epoch_orders(tf, len(labels_np), epoch_steps, batch_size, seed)
+    orders = epoch_orders(tf, len(labels_np), epoch_steps, batch_size, seed)
     make_batch = _batch_maker(tf, data, images_np, labels_np, seed, local_devices, stats)
     first = index * per_process
     start_epoch, offset = divmod(int(start_step), epoch_steps)
@@ -186,9 +203,10 @@ def train_batches(
         yield {"image": x, "label": y}
 
 
-def _epoch_orders(tf, n: int, epoch_steps: int, batch_size: int, seed: int):
-    """epoch -> dataset of (epoch, this process's example indices) per step of that epoch."""
-    order_seed = augment.key(seed, 1)
+def epoch_orders(tf, n: int, epoch_steps: int, batch_size: int, seed: int, stream: int = 1):
+    """epoch -> dataset of (epoch, this process's example indices) per step of that epoch;
+    `stream` keys the permutation (the unlabelled stream has its own)."""
+    order_seed = augment.key(seed, stream)
 
     @tf.autograph.experimental.do_not_convert
     def orders(epoch, first, per_process):

@@ -11,13 +11,20 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from senet_jax.data import file_stream, folder, in_memory, sources
+from senet_jax.data import file_stream, folder, in_memory, sources, unlabelled
 from senet_jax.data.batching import process_layout
 from senet_jax.data.dataset_info import DatasetInfo
 from senet_jax.data.in_memory import VALIDATION
 from senet_jax.data.tf_setup import load_tf
 
-__all__ = ["VALIDATION", "eval_batches", "iterator_identity", "statistics", "train_batches"]
+__all__ = [
+    "VALIDATION",
+    "eval_batches",
+    "iterator_identity",
+    "statistics",
+    "train_batches",
+    "unlabelled_batches",
+]
 
 
 def statistics(data) -> tuple[tuple, tuple]:
@@ -73,6 +80,30 @@ def train_batches(
     return path.train_batches(
         data,
         builder,
+        batch_size=batch_size,
+        seed=seed,
+        start_step=start_step,
+        layout=layout,
+        stats=statistics(data),
+    )
+
+
+def unlabelled_batches(
+    data,
+    *,
+    batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    process_index=None,
+    process_count=None,
+    local_devices=None,
+) -> Iterator[dict]:
+    """Semi-supervised runs' second stream: `batch_size` unlabelled images a global step in a
+    weak and a strong view, a pure function of (seed, step) (data/unlabelled.py)."""
+    layout = process_layout(batch_size, process_index, process_count, local_devices)
+    return unlabelled.unlabelled_batches(
+        data,
+        sources.prepared_builder(data),
         batch_size=batch_size,
         seed=seed,
         start_step=start_step,

@@ -72,3 +72,19 @@ def parse_folds(text: str, num_train: int | None = None, source: str = STL10_FOL
             )
         folds.append(fold)
     return folds
+
+
+def labelled_indices(data, labels, available, read_folds) -> np.ndarray | None:
+    """Global indices of the labelled training images among `available` (the training split
+    less the validation holdout), or None when every label is used. `read_folds()` gives the
+    text of STL10's fold_indices.txt (only read for data.labelled_fold)."""
+    per_class, fold = data.get("labels_per_class"), data.get("labelled_fold")
+    available = np.asarray(available, np.int64)
+    if per_class is not None:
+        labels = np.asarray(labels)
+        chosen = stratified_subset(labels[available], int(per_class), int(data.labels_seed))
+        return available[chosen]
+    if fold is not None:
+        folds = parse_folds(read_folds(), len(labels))
+        return np.intersect1d(folds[int(fold)], available)
+    return None

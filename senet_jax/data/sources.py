@@ -13,7 +13,15 @@ from __future__ import annotations
 import functools
 import os
 
-from senet_jax.data import file_stream, folder, folder_cache, statistics, stl10_prepare
+from senet_jax.data import (
+    file_stream,
+    folder,
+    folder_cache,
+    in_memory,
+    statistics,
+    stl10_prepare,
+    unlabelled,
+)
 from senet_jax.data.availability import can_reach, unavailable
 from senet_jax.data.dataset_info import DatasetInfo, num_examples
 from senet_jax.data.tf_setup import load_tfds
@@ -96,14 +104,26 @@ def get_dataset_info(data) -> DatasetInfo:
             f"config.data.validation_examples={held_out} leaves nothing of the {train} examples "
             f"of {data.train_split!r} to train on; use fewer (e.g. {train // 10})"
         )
-    return DatasetInfo(
-        num_classes=int(label.num_classes),
-        class_names=tuple(label.names),
-        num_train_examples=train - held_out,
-        num_eval_examples=num_examples(builder, data.eval_split, "eval_split"),
-        num_validation_examples=held_out,
+    fields = {
+        "num_classes": int(label.num_classes),
+        "class_names": tuple(label.names),
+        "num_train_examples": train - held_out,
+        "num_eval_examples": num_examples(builder, data.eval_split, "eval_split"),
+        "num_validation_examples": held_out,
         **_stream_layout(data, builder),
-    )
+    }
+    return DatasetInfo(**{**fields, **_semi_supervised_sizes(data, builder)})
+
+
+def _semi_supervised_sizes(data, builder) -> dict:
+    """DatasetInfo's labelled-subset size and unlabelled count, where the config sets them
+    (a ValueError names data.labels_per_class when a class has too few images)."""
+    sizes = {}
+    if data.get("labels_per_class") is not None or data.get("labelled_fold") is not None:
+        sizes["num_train_examples"] = len(in_memory.training_partition(data, builder)[1][0])
+    if data.get("unlabelled_split") is not None:
+        sizes["num_unlabelled_examples"] = unlabelled.num_unlabelled(data, builder)
+    return sizes
 
 
 def _stream_layout(data, builder) -> dict:

@@ -99,7 +99,7 @@ def resolve_archive(archive: str) -> tuple[str, bool]:
     )
 
 
-def _local_download_manager_cls():
+def _local_download_manager_cls(builder):
     tfds = load_tfds()
 
     class LocalStl10DownloadManager(tfds.download.DownloadManager):
@@ -138,9 +138,23 @@ def _local_download_manager_cls():
                         f"config.data.stl10_archive: {self._source} holds no stl10_binary/ folder"
                     )
             check_folder(os.path.join(root, "stl10_binary"))
+            keep_fold_file(os.path.join(root, "stl10_binary"), builder)
             return root
 
     return LocalStl10DownloadManager
+
+
+def fold_file(builder) -> str:
+    """Where STL10's fold_indices.txt is kept once prepared (the archive itself is not kept)."""
+    return os.path.join(os.fspath(builder.data_dir_root), "stl10_fold_indices.txt")
+
+
+def keep_fold_file(folder: str, builder) -> None:
+    """Copies the archive's fold_indices.txt beside the prepared data (data.labelled_fold)."""
+    source = os.path.join(folder, "fold_indices.txt")
+    if os.path.isfile(source):
+        os.makedirs(os.path.dirname(fold_file(builder)), exist_ok=True)
+        shutil.copyfile(source, fold_file(builder))
 
 
 def prepare_offline(builder, archive: str, num_shards: int | None = None) -> None:
@@ -150,7 +164,7 @@ def prepare_offline(builder, archive: str, num_shards: int | None = None) -> Non
     source, packed = resolve_archive(archive)
     if not packed:
         check_folder(os.path.join(source, "stl10_binary"))  # fail before tfds starts
-    manager_cls = _local_download_manager_cls()
+    manager_cls = _local_download_manager_cls(builder)
     managers = []
 
     def make_manager(download_dir, download_config):
@@ -212,10 +226,12 @@ def with_synthetic_stl10(data, workdir: str, *, seed: int, write: bool):
     root = os.path.join(workdir, "synthetic_stl10")
     archive = os.path.join(root, "stl10_binary.tar.gz")
     if write and not os.path.exists(archive):
-        num_train, num_test = data.synthetic_stl10
+        num_train, num_test, *unlabelled = data.synthetic_stl10
         scratch = root + ".partial"
         shutil.rmtree(scratch, ignore_errors=True)
-        written = stl10_format.write_stl10_archive(scratch, num_train, num_test, seed=seed)
+        written = stl10_format.write_stl10_archive(
+            scratch, num_train, num_test, num_unlabeled=(unlabelled or [8])[0], seed=seed
+        )
         os.makedirs(root, exist_ok=True)
         os.replace(written, archive)
         shutil.rmtree(scratch, ignore_errors=True)
