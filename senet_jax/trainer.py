@@ -428,6 +428,10 @@ def _train_batches(config, step: int):
         return data.train_batches(
             config.data, batch_size=config.batch_size, seed=config.seed, start_step=step
         )
+    return _semi_supervised_batches(config, step)
+
+
+def _semi_supervised_batches(config, step: int):
     labelled = data.train_batches(
         augment.without_cutout(config.data),
         batch_size=config.batch_size,
