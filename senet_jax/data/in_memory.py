@@ -180,27 +180,46 @@ def train_batches(
     Every process holds the whole (small, cached) split and takes its slice of each global
     batch, so the batches, their order and augmentation do not depend on the process count."""
     tf = load_tf()
-    index, _, local_devices, per_process = layout
     images_np, labels_np = _training_arrays(data, builder)[0]
-    epoch_steps = len(labels_np) // batch_size
-    if epoch_steps < 1:
+    if len(labels_np) < batch_size:
         raise ValueError(
             f"config.batch_size={batch_size} exceeds the {data.train_split!r} split "
             f"({len(labels_np)} examples); make it smaller"
         )
+    padded = pad_for_crop(data, images_np)
+    make_batch = _batch_maker(tf, data, padded, labels_np, seed, layout.local_devices, stats)
+    batches = keyed_batches(tf, len(labels_np), batch_size, seed, start_step, layout, make_batch)
+    for x, y in batches:
+        yield {"image": x, "label": y}
+
+
+def pad_for_crop(data, images: np.ndarray) -> np.ndarray:
+    """The cached images padded once for pad-and-crop, rather than every batch."""
     pad = augment.crop_pad_pixels(data)
-    if pad:  # pad once here rather than every batch
-        images_np = np.pad(images_np, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
-    orders = epoch_orders(tf, len(labels_np), epoch_steps, batch_size, seed)
-    make_batch = _batch_maker(tf, data, images_np, labels_np, seed, local_devices, stats)
-    first = index * per_process
+    return np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)]) if pad else images
+
+
+def keyed_batches(
+    tf,
+    n: int,
+    batch_size: int,
+    seed: int,
+    start_step: int,
+    layout: ProcessLayout,
+    make_batch,
+    stream: int = 1,
+):
+    """`make_batch` over this process's share of each global batch of a seeded permutation of
+    n examples per epoch (the last partial batch dropped), from global step `start_step`."""
+    epoch_steps = n // batch_size
+    orders = epoch_orders(tf, n, epoch_steps, batch_size, seed, stream=stream)
+    first = layout.process_index * layout.per_process
     start_epoch, offset = divmod(int(start_step), epoch_steps)
     ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(
-        lambda epoch: orders(epoch, first, per_process)
+        lambda epoch: orders(epoch, first, layout.per_process)
     )
     ds = ds.skip(offset).map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    for x, y in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-        yield {"image": x, "label": y}
+    return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
 
 def epoch_orders(tf, n: int, epoch_steps: int, batch_size: int, seed: int, stream: int = 1):

@@ -63,27 +63,18 @@ def unlabelled_batches(
     per_device, S, S, 3], index: global image index, label: -1 where unknown}, `batch_size`
     unlabelled images a global step."""
     tf = load_tf()
-    index, _, local_devices, per_process = layout
     images_np, labels_np = unlabelled_arrays(data, builder)
-    epoch_steps = len(labels_np) // batch_size
-    if epoch_steps < 1:
+    if len(labels_np) < batch_size:
         raise ValueError(
             f"config.ssl.unlabelled_ratio x config.batch_size = {batch_size} exceeds the "
             f"{len(labels_np)} unlabelled images of {data.unlabelled_split!r}; make it smaller"
         )
-    pad = augment.crop_pad_pixels(data)
-    if pad:  # pad once here rather than every batch
-        images_np = np.pad(images_np, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
-    orders = in_memory.epoch_orders(
-        tf, len(labels_np), epoch_steps, batch_size, seed, stream=ORDER_STREAM
+    padded = in_memory.pad_for_crop(data, images_np)
+    make_batch = _views_maker(tf, data, padded, labels_np, seed, layout.local_devices, stats)
+    batches = in_memory.keyed_batches(
+        tf, len(labels_np), batch_size, seed, start_step, layout, make_batch, stream=ORDER_STREAM
     )
-    make_batch = _views_maker(tf, data, images_np, labels_np, seed, local_devices, stats)
-    start_epoch, offset = divmod(int(start_step), epoch_steps)
-    ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(
-        lambda epoch: orders(epoch, index * per_process, per_process)
-    )
-    ds = ds.skip(offset).map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    for weak, strong, idx, label in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+    for weak, strong, idx, label in batches:
         yield {"weak": weak, "strong": strong, "index": idx, "label": label}
 
 
