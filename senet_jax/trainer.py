@@ -297,8 +297,8 @@ def _dataset_info(config) -> data.DatasetInfo:
     (e.g. data.labels_per_class above a class's images) is a config error, one line."""
     try:
         info = data.get_dataset_info(config.data)
-    except ValueError as e:
-        if not str(e).startswith("config."):
+    except ValueError as e:  # the subset's own ValueError; its subclasses are user errors already
+        if type(e) is not ValueError or not str(e).startswith("config."):
             raise
         raise config_lib.ConfigError(str(e)) from None
     if is_semi_supervised(config) and _steps_per_epoch(config, info) < 1:

@@ -107,6 +107,9 @@ def test_cli_writes_a_model_directory_that_load_pretrained_reads(tmp_path, capsy
     assert meta["model"]["name"] == "resnet18" and meta["num_classes"] == 1000
     assert meta["model"]["stride_in_1x1"] is False and meta["model"]["stem_pool"] == "pad"
     assert set(meta["model"]["se"]) == {
+        "kind",
+        "extent",
+        "gather",
         "reduction",
         "squeeze",
         "gate",
