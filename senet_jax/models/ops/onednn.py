@@ -134,9 +134,22 @@ def output_shape(x_shape, kernel_shape, strides, padding) -> tuple[int, int, int
     return n, ho, wo, f
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, strides, padding) -> jnp.ndarray:
-    """NHWC x HWIO -> NHWC, float32; strides (sh, sw), padding ((top, bottom), (left, right))."""
+    """NHWC x HWIO -> NHWC, float32; strides (sh, sw), padding ((top, bottom), (left, right)).
+
+    A strided 1x1 convolution reads every sh-th row and sw-th column only, so those are
+    sliced out first and the convolution runs at stride 1: oneDNN's own strided 1x1 path gave
+    wrong values now and then on an AMD EPYC host while two processes ran it."""
+    if tuple(kernel.shape[:2]) == (1, 1) and tuple(strides) != (1, 1):
+        if any(sum(p) for p in padding):
+            x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+        x = x[:, :: strides[0], :: strides[1], :]
+        return _direct_conv2d(x, kernel, (1, 1), ((0, 0), (0, 0)))
+    return _direct_conv2d(x, kernel, strides, padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _direct_conv2d(x: jnp.ndarray, kernel: jnp.ndarray, strides, padding) -> jnp.ndarray:
     shape = output_shape(x.shape, kernel.shape, strides, padding)
     return _call("senet_onednn_conv_forward", shape, x, kernel, strides, padding)
 
@@ -144,7 +157,7 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, strides, padding) -> jnp.ndarray
 def _conv2d_fwd(x, kernel, strides, padding):
     # symbolic_zeros: x.perturbed is False where no gradient reaches the input (a stem's
     # image). The residuals' length records it, as residuals can only hold arrays.
-    y = conv2d(x.value, kernel.value, strides, padding)
+    y = _direct_conv2d(x.value, kernel.value, strides, padding)
     residuals = (x.value, kernel.value) if x.perturbed else (x.value, kernel.value, None)
     return y, residuals
 
@@ -166,7 +179,7 @@ def _conv2d_bwd(strides, padding, residuals, dy):
     return dx, dk
 
 
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd, symbolic_zeros=True)
+_direct_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd, symbolic_zeros=True)
 
 
 def _product(a, b, transpose_a=False, transpose_b=False):
