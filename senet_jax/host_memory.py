@@ -14,6 +14,7 @@ import ctypes
 import importlib.util
 import os
 import pkgutil
+import resource
 import sys
 
 # mallopt parameters from glibc's <malloc.h>.
@@ -86,3 +87,9 @@ def reuse_freed_host_memory() -> bool:
     # freed blocks stay mapped for the next step.
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
     return all(libc.mallopt(param, value) == 1 for param, value in settings)
+
+
+def peak_resident_bytes() -> int:
+    """This process's peak resident set so far (what `time -v` calls maximum resident size)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # Linux counts KiB

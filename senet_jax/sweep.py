@@ -29,6 +29,7 @@ import math
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from senet_jax.config_file import REPO_ROOT
 
 DEFAULT_TRAIN_SCRIPT = os.path.join(REPO_ROOT, "train.py")
 RESULTS = "results.json"
+COST_FIELDS = ("wall_seconds", "images_per_second", "peak_host_memory_bytes")
 LOG = "train.log"
 METRIC = "test_accuracy"
 
@@ -336,6 +338,36 @@ def collect(runs: list[Run]) -> dict[Setting, dict[int, float]]:
     return results
 
 
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What a setting's finished runs cost: mean wall time and img/s, the largest peak RSS."""
+
+    wall_seconds: float
+    images_per_second: float
+    peak_host_memory_bytes: float
+
+
+def collect_costs(runs: list[Run]) -> dict[Setting, Cost]:
+    """Per setting, over the runs whose results.json records their cost (older ones do not)."""
+    found: dict[Setting, list[dict]] = {}
+    for run in runs:
+        try:
+            with open(os.path.join(run.workdir, RESULTS), encoding="utf-8") as f:
+                result = json.load(f)
+            cost = {k: float(result[k]) for k in COST_FIELDS}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.setdefault(run.setting, []).append(cost)
+    return {
+        setting: Cost(
+            wall_seconds=statistics.fmean(c["wall_seconds"] for c in costs),
+            images_per_second=statistics.fmean(c["images_per_second"] for c in costs),
+            peak_host_memory_bytes=max(c["peak_host_memory_bytes"] for c in costs),
+        )
+        for setting, costs in found.items()
+    }
+
+
 # ---------------------------------------------------------------- statistics
 
 
@@ -373,6 +405,7 @@ class Row:
     missing: tuple[int, ...]
     is_baseline: bool = False
     diff: Interval | None = None  # paired difference from the baseline (None: no baseline)
+    cost: Cost | None = None
 
 
 def summarize(
@@ -380,8 +413,10 @@ def summarize(
     results: dict[Setting, dict[int, float]],
     seeds: Sequence[int],
     baseline: Setting | None = None,
+    costs: dict[Setting, Cost] | None = None,
 ) -> list[Row]:
     rows = []
+    costs = costs or {}
     base = results.get(baseline, {}) if baseline is not None else {}
     for setting in settings:
         got = results.get(setting, {})
@@ -398,6 +433,7 @@ def summarize(
                 tuple(s for s in seeds if s not in got),
                 setting == baseline,
                 diff,
+                costs.get(setting),
             )
         )
     return rows
@@ -417,6 +453,9 @@ def markdown_table(rows: list[Row]) -> str:
     head = ["setting", "n", "mean %", "std (pp)", "95% CI"]
     if has_base:
         head += ["paired diff (pp)", "95% CI of diff", "pairs"]
+    has_cost = any(r.cost is not None for r in rows)
+    if has_cost:
+        head += ["wall (min)", "train img/s", "peak RSS (GB)"]
     head.append("missing seeds")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -437,9 +476,21 @@ def markdown_table(rows: list[Row]) -> str:
                     "n/a" if math.isnan(d.low) else f"[{_signed_pct(d.low)}, {_signed_pct(d.high)}]"
                 )
                 cells += [_signed_pct(d.mean), ci, str(d.n)]
+        if has_cost:
+            cells += _cost_cells(r.cost)
         cells.append(",".join(map(str, r.missing)) or "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cost_cells(cost: Cost | None) -> list[str]:
+    if cost is None:
+        return ["n/a"] * 3
+    return [
+        f"{cost.wall_seconds / 60:.1f}",
+        f"{cost.images_per_second:.0f}",
+        f"{cost.peak_host_memory_bytes / 1e9:.2f}",
+    ]
 
 
 def csv_text(rows: list[Row]) -> str:
@@ -448,10 +499,14 @@ def csv_text(rows: list[Row]) -> str:
     fields = [f for f, _ in rows[0].setting] if rows else []
     stats_cols = ["n", "mean", "std", "ci95_low", "ci95_high"]
     diff_cols = ["diff_" + c for c in stats_cols]
-    writer.writerow(["setting", *fields, *stats_cols, *diff_cols, "baseline", "seeds", "missing"])
+    cost_cols = ["wall_seconds_mean", "images_per_second_mean", "peak_host_memory_bytes_max"]
+    writer.writerow(
+        ["setting", *fields, *stats_cols, *diff_cols, "baseline", "seeds", "missing", *cost_cols]
+    )
     for r in rows:
-        a, d = r.accuracy, r.diff
+        a, d, c = r.accuracy, r.diff, r.cost
         diff = [d.n, d.mean, d.std, d.low, d.high] if d is not None else [""] * 5
+        cost = [c.wall_seconds, c.images_per_second, c.peak_host_memory_bytes] if c else [""] * 3
         writer.writerow(
             [
                 setting_label(r.setting),
@@ -465,6 +520,7 @@ def csv_text(rows: list[Row]) -> str:
                 int(r.is_baseline),
                 " ".join(map(str, r.seeds)),
                 " ".join(map(str, r.missing)),
+                *cost,
             ]
         )
     return out.getvalue()
@@ -591,7 +647,7 @@ def main(argv: Sequence[str] | None = None, run_fn: RunFn = run_subprocess) -> i
             print(shlex.join(portable(run.command)))
         return 0
     failures = [] if args.summarize else execute(runs, run_fn)
-    rows = summarize(settings, collect(runs), seeds, baseline)
+    rows = summarize(settings, collect(runs), seeds, baseline, collect_costs(runs))
     print()
     print(write_summary(rows, args.workdir), end="")
     print(f"summary: {os.path.join(args.workdir, 'summary.md')}, summary.csv, summary.png")

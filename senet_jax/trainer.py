@@ -24,7 +24,16 @@ import jax
 import numpy as np
 from flax import jax_utils
 
-from senet_jax import checkpointing, config_fields, data, optim, reporting, steps, weights
+from senet_jax import (
+    checkpointing,
+    config_fields,
+    data,
+    host_memory,
+    optim,
+    reporting,
+    steps,
+    weights,
+)
 from senet_jax import config as config_lib
 from senet_jax.data import augment
 from senet_jax.semi_supervised import ema, settings
@@ -107,13 +116,21 @@ class Preemption:
 
 
 class Chrono:
-    """Training images/s from the end of the first (compiling) step, pauses excluded."""
+    """Training images/s from the end of the first (compiling) step, pauses excluded; and the
+    run's wall time, summed over the processes that resumed it."""
 
-    def __init__(self, start_step: int, batch_size: int):
+    def __init__(self, start_step: int, batch_size: int, wall_seconds_before: float = 0.0):
         self._start_step, self._batch_size = start_step, batch_size
+        self._created = time.perf_counter()
+        self._wall_before = wall_seconds_before
         self._started = None
         self._paused = 0.0
         self.images_per_second = 0.0
+
+    @property
+    def wall_seconds(self) -> float:
+        """Compilation, steps, evaluation and checkpoints; data preparation not included."""
+        return self._wall_before + time.perf_counter() - self._created
 
     def after_step(self, step: int, metrics, *, sync: bool) -> None:
         if self._started is None:  # the first step includes compilation: time from after it
@@ -387,7 +404,8 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
     progress = None
     if run.is_main:
         progress = reporting.Progress(run.total_steps, step, log_every_steps=config.log_every_steps)
-    chrono, metrics = Chrono(step, config.batch_size), StepMetrics()
+    chrono = Chrono(step, config.batch_size, _wall_seconds_so_far(run.history))
+    metrics = StepMetrics()
     saver = CheckpointSaver(run.manager, metrics, run.workdir, run.history, run.is_main)
     while step < run.total_steps:
         state, step_metrics = p_train(state, next(batches))
@@ -406,7 +424,7 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
             saver.release_held()
         if is_log or is_eval or is_ckpt or stop:
             saver.check_finite(config.optim.learning_rate)
-            _log_train(run, writer, progress, step, metrics.mean(), chrono.images_per_second)
+            _log_train(run, writer, progress, step, metrics.mean(), chrono)
         with chrono.paused():
             record = _evaluate_and_log(run, writer, p_eval, state, step) if is_eval else None
             if is_ckpt or stop:
@@ -418,7 +436,12 @@ def _train(run: Run, preemption: Preemption, after_step) -> dict[str, Any]:
             return {"preempted": True, "step": step}
     if progress:
         progress.close()
-    return _finish(run, writer, p_eval, state, chrono.images_per_second)
+    return _finish(run, writer, p_eval, state, chrono)
+
+
+def _wall_seconds_so_far(history: list) -> float:
+    """The wall time the history's last training entry recorded (a resumed run goes on)."""
+    return next((h["wall_seconds"] for h in reversed(history) if "wall_seconds" in h), 0.0)
 
 
 def _train_batches(config, step: int):
@@ -465,9 +488,10 @@ def _ssl_scalars(step: int, train: dict) -> dict[str, float]:
     return scalars
 
 
-def _log_train(run: Run, writer, progress, step: int, train: dict, images_per_second: float):
+def _log_train(run: Run, writer, progress, step: int, train: dict, chrono: Chrono):
     if not train:
         return
+    images_per_second = chrono.images_per_second
     scalars = {
         "train_loss": train["loss"],
         "train_accuracy": train["accuracy"],
@@ -486,7 +510,8 @@ def _log_train(run: Run, writer, progress, step: int, train: dict, images_per_se
         )
     keys = ("train_loss", "train_accuracy", "learning_rate")
     keys += tuple(k for k in ("mask_rate", "pseudo_label_accuracy") if k in ssl_scalars)
-    run.history.append({"step": step, **{k: scalars[k] for k in keys}})
+    entry = {"step": step, **{k: scalars[k] for k in keys}}
+    run.history.append({**entry, "wall_seconds": round(chrono.wall_seconds, 1)})
 
 
 def _evaluate_and_log(run: Run, writer, p_eval, state, step: int) -> dict[str, float]:
@@ -507,7 +532,7 @@ def _evaluate_and_log(run: Run, writer, p_eval, state, step: int) -> dict[str, f
     return {f"{split}_accuracy": result["accuracy"]}  # what the checkpoint records
 
 
-def _finish(run: Run, writer, p_eval, state, images_per_second) -> dict[str, Any]:
+def _finish(run: Run, writer, p_eval, state, chrono: Chrono) -> dict[str, Any]:
     """The test split, evaluated once at the end: on the final state and, with a validation
     holdout, on the checkpoint that was best on it."""
     run.manager.wait_until_finished()
@@ -523,7 +548,9 @@ def _finish(run: Run, writer, p_eval, state, images_per_second) -> dict[str, Any
         **_at_best_validation(run, p_eval, state, test),
         "train_steps": run.total_steps,
         "epochs": config.num_epochs,
-        "images_per_second": images_per_second or None,
+        "images_per_second": chrono.images_per_second or None,
+        "wall_seconds": round(chrono.wall_seconds, 1),
+        "peak_host_memory_bytes": host_memory.peak_resident_bytes(),
         "model": config.model.name,
         "params": int(sum(x.size for x in jax.tree.leaves(params))),
         "dataset": config.data.dataset,

@@ -164,6 +164,31 @@ def test_summary_files(tmp_path):
     assert first["missing"] == ""
 
 
+def test_costs_average_wall_time_and_img_s_and_keep_the_largest_peak_memory(tmp_path):
+    a, b = (("model.name", "a"),), (("model.name", "b"),)
+    recorded = {
+        (a, 0): {"wall_seconds": 600, "images_per_second": 100, "peak_host_memory_bytes": 2e9},
+        (a, 1): {"wall_seconds": 1200, "images_per_second": 50, "peak_host_memory_bytes": 3e9},
+        (b, 0): {"test_accuracy": 0.5},  # written before results.json recorded its cost
+    }
+    runs = []
+    for (setting, seed), result in recorded.items():
+        workdir = tmp_path / f"{setting[0][1]}{seed}"
+        workdir.mkdir()
+        (workdir / "results.json").write_text(json.dumps({"test_accuracy": 0.5, **result}))
+        runs.append(sweep.Run(setting, seed, workdir.name, str(workdir), ()))
+    costs = sweep.collect_costs(runs)
+    assert set(costs) == {a}
+    assert costs[a] == sweep.Cost(900.0, 75.0, 3e9)
+    rows = sweep.summarize([a, b], sweep.collect(runs), [0, 1], costs=costs)
+    table = sweep.markdown_table(rows)
+    assert "| wall (min) | train img/s | peak RSS (GB) |" in table
+    assert "| 15.0 | 75 | 3.00 |" in table and "| n/a | n/a | n/a |" in table
+    lines = sweep.csv_text(rows).splitlines()
+    first = dict(zip(lines[0].split(","), lines[1].split(",")))
+    assert float(first["peak_host_memory_bytes_max"]) == 3e9
+
+
 # ---------------------------------------------------------------- grid and names
 
 

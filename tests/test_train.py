@@ -27,6 +27,8 @@ def test_end_to_end_leaves_results_checkpoints_and_summaries(reference_run):
     assert results["train_steps"] == TINY_STEPS and results["epochs"] == 4
     assert results["model"] == "se_mobilenet_v1" and results["params"] > 0
     assert results["devices"] == 8 and results["images_per_second"] > 0
+    assert results["wall_seconds"] > 0
+    assert results["peak_host_memory_bytes"] > 100 * 2**20  # a JAX process is never smaller
     assert 0.0 <= results["test_accuracy"] <= 1.0 and np.isfinite(results["test_loss"])
     confusion = np.array(results["confusion_matrix"])
     assert confusion.shape == (10, 10) and confusion.sum() == 40
@@ -53,10 +55,14 @@ def test_preempted_then_resumed_run_is_bit_identical(reference_run, compile_cach
     assert "preempted at step 7" in first.stderr
     assert checkpoint_steps(workdir)[-1] == 7
     assert not os.path.exists(os.path.join(workdir, "results.json"))
+    with open(os.path.join(workdir, "history.json")) as f:
+        first_wall = [h["wall_seconds"] for h in json.load(f) if "wall_seconds" in h][-1]
     second = run_train(workdir, compile_cache)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from step 7" in second.stderr
     assert_same_as_reference(workdir, reference_run)
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["wall_seconds"] > first_wall  # the resumed run adds to it
 
 
 def test_learnable_data_loss_falls_and_accuracy_beats_chance(compile_cache, tmp_path):
