@@ -6,14 +6,24 @@
     python benchmarks/train_step.py --model se_resnet50 --batch-size 16 \
         --image-size 128 --stem-strides 2 --model-option stride_in_1x1=false \
         --model-option stem_pool=pad          # timm's seresnet50 layout (torch_resnet_peer.py)
+    python benchmarks/train_step.py --ssl fixmatch --unlabelled-ratio 7 --batch-size 16 ...
 
 Prints one JSON object (compile time, median steady-state training and evaluation
 images/s over --repeats timed runs of --steps steps each, after --warmup untimed
 steps, peak device memory where the backend reports it), then the last line
-`train_step images_per_second=N`. Like train.py, it keeps freed host memory for reuse
-on XLA:CPU (senet_jax/host_memory.py; SENET_JAX_REUSE_HOST_MEMORY=0 turns that off).
-Images are random: this measures compute only,
-not the input pipeline (benchmarks/input_pipeline.py does that).
+`train_step images_per_second=N`.
+
+With --ssl fixmatch|flexmatch it times the semi-supervised step instead
+(senet_jax/semi_supervised/step.py, configs/stl10_fixmatch.py's settings: EMA of the
+weights, no dropout): each step sees --batch-size labelled images plus mu = --unlabelled-ratio
+times as many unlabelled ones in two views (weak and strong), B * (1 + 2 mu) images in one
+forward pass. train_images_per_second counts all of them;
+train_labelled_images_per_second counts the labelled ones alone. The last line is then
+`ssl_train_step images_per_second=N labelled_images_per_second=M`.
+
+Like train.py, it keeps freed host memory for reuse on XLA:CPU (senet_jax/host_memory.py;
+SENET_JAX_REUSE_HOST_MEMORY=0 turns that off). Images are random: this measures compute
+only, not the input pipeline (benchmarks/input_pipeline.py does that).
 """
 
 from __future__ import annotations
@@ -36,13 +46,15 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from configs import stl10  # noqa: E402
+from configs import stl10, stl10_fixmatch  # noqa: E402
 from senet_jax import config as config_lib  # noqa: E402
 from senet_jax import models, optim, steps  # noqa: E402
 from senet_jax.host_memory import reuse_freed_host_memory  # noqa: E402
 from senet_jax.models.ops.conv import resolve_conv_implementation  # noqa: E402
 from senet_jax.models.ops.depthwise import resolve_implementation  # noqa: E402
 from senet_jax.models.se import KINDS  # noqa: E402
+from senet_jax.semi_supervised import settings as ssl_settings  # noqa: E402
+from senet_jax.semi_supervised import step as ssl_step  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -100,12 +112,26 @@ def parse_args(argv=None):
         help="config.rematerialize: what the backward keeps (senet_jax/remat.py)",
     )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
+    p.add_argument(
+        "--ssl",
+        default="none",
+        choices=ssl_settings.METHODS,
+        help="time the semi-supervised step of this method (configs/stl10_fixmatch.py)",
+    )
+    p.add_argument(
+        "--unlabelled-ratio",
+        type=int,
+        default=None,
+        help="with --ssl: mu, unlabelled images per labelled one (default: the config's)",
+    )
     a = p.parse_args(argv)
-    for name in ("batch_size", "image_size", "steps", "repeats"):
-        if getattr(a, name) < 1:
+    for name in ("batch_size", "image_size", "steps", "repeats", "unlabelled_ratio"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.warmup < 0:
         p.error("--warmup must be at least 0")
+    if a.unlabelled_ratio is not None and a.ssl == "none":
+        p.error("--unlabelled-ratio needs --ssl fixmatch or flexmatch")
     a.model_options = {}
     for item in a.model_option:
         key, sep, value = item.partition("=")
@@ -119,7 +145,10 @@ def parse_args(argv=None):
 
 
 def make_config(a):
-    c = stl10.get_config()
+    c = stl10.get_config() if a.ssl == "none" else stl10_fixmatch.get_config()
+    c.ssl.method = a.ssl
+    if a.unlabelled_ratio is not None:
+        c.ssl.unlabelled_ratio = a.unlabelled_ratio
     c.model.name = a.model
     c.data.image_size = a.image_size
     c.batch_size = a.batch_size
@@ -163,6 +192,70 @@ def peak_memory_bytes():
     return stats.get("peak_bytes_in_use", stats.get("bytes_in_use"))
 
 
+# What the benchmark's FlexMatch record covers: STL10's unlabelled split.
+NUM_UNLABELLED = 100_000
+
+
+def images_per_labelled(config) -> int:
+    """Images in one step per labelled image: 1, or 1 + 2 mu (a weak and a strong view of mu
+    unlabelled images) for a semi-supervised step."""
+    if config.ssl.method == "none":
+        return 1
+    return 1 + 2 * config.ssl.unlabelled_ratio
+
+
+def _supervised_step(config, state, labelled):
+    step = jax.jit(
+        functools.partial(
+            steps.train_step,
+            label_smoothing=config.optim.label_smoothing,
+            rematerialize=config.rematerialize,
+        ),
+        donate_argnums=0,
+    )
+    return step, state, labelled
+
+
+def _ssl_step(config, state, labelled, rng):
+    """The semi-supervised step as the trainer calls it (one device, no axis), its state and a
+    batch of mu * B random unlabelled images in each view, with random distinct indices and
+    unknown labels (-1, as STL10's unlabelled split)."""
+    state = ssl_step.create_state(
+        state,
+        method=config.ssl.method,
+        ema_decay=float(config.ssl.ema_decay),
+        num_unlabelled=NUM_UNLABELLED,
+    )
+    # The average starts as the parameters themselves; the step donates its state, and one
+    # buffer cannot be donated twice (the trainer's replication to devices copies them).
+    state = state.replace(ema_params=jax.tree.map(jnp.copy, state.ema_params))
+    n = labelled["image"].shape[0] * config.ssl.unlabelled_ratio
+    shape = (n, *labelled["image"].shape[1:])
+    unlabelled = {
+        "weak": jnp.asarray(rng.randn(*shape).astype(np.float32)),
+        "strong": jnp.asarray(rng.randn(*shape).astype(np.float32)),
+        "index": jnp.asarray(rng.choice(NUM_UNLABELLED, n, replace=False).astype(np.int32)),
+        "label": jnp.full((n,), -1, jnp.int32),
+    }
+    options = ssl_settings.step_options(config)
+
+    def train_step(s, batch):
+        return ssl_step.ssl_train_step(s, batch["labelled"], batch["unlabelled"], **options)
+
+    step = jax.jit(train_step, donate_argnums=0)
+    return step, state, {"labelled": labelled, "unlabelled": unlabelled}
+
+
+def _ssl_fields(config, batch_size, train_ips, images_per_step):
+    return {
+        "ssl_ema_decay": float(config.ssl.ema_decay),
+        "labelled_batch_size": batch_size,
+        "unlabelled_ratio": config.ssl.unlabelled_ratio,
+        "images_per_step": images_per_step,
+        "train_labelled_images_per_second": round(train_ips / images_per_labelled(config), 1),
+    }
+
+
 def run(a):
     # As train.py does: on XLA:CPU, reuse freed host memory across steps (senet_jax/host_memory.py).
     host_memory_reused = reuse_freed_host_memory()
@@ -174,19 +267,15 @@ def run(a):
     tx, _ = optim.create_optimizer(config.optim, num_epochs=config.num_epochs, steps_per_epoch=100)
     state = steps.create_train_state(model, tx, jax.random.PRNGKey(0), image_shape)
     rng = np.random.RandomState(0)
-    batch = {
+    labelled = {
         "image": jnp.asarray(rng.randn(a.batch_size, *image_shape).astype(np.float32)),
         "label": jnp.asarray(rng.randint(0, a.num_classes, a.batch_size).astype(np.int32)),
     }
-
-    step = jax.jit(
-        functools.partial(
-            steps.train_step,
-            label_smoothing=config.optim.label_smoothing,
-            rematerialize=config.rematerialize,
-        ),
-        donate_argnums=0,
-    )
+    if a.ssl == "none":
+        step, state, batch = _supervised_step(config, state, labelled)
+    else:
+        step, state, batch = _ssl_step(config, state, labelled, rng)
+    images_per_step = a.batch_size * images_per_labelled(config)
     t0 = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - t0
@@ -203,7 +292,7 @@ def run(a):
 
     metrics = train_steps(max(a.warmup, 1))
     train_ips, train_rates = _median_rate(
-        lambda: train_steps(a.steps), a.repeats, a.steps * a.batch_size
+        lambda: train_steps(a.steps), a.repeats, a.steps * images_per_step
     )
     result = {
         "model": a.model,
@@ -229,9 +318,12 @@ def run(a):
         "host_memory_reused": host_memory_reused,
         "rematerialize": config.rematerialize,
         "train_step_temp_bytes": temp_bytes,
+        "ssl": a.ssl,
     }
+    if a.ssl != "none":
+        result.update(_ssl_fields(config, a.batch_size, train_ips, images_per_step))
     if not a.no_eval:
-        eval_batch = {**batch, "mask": jnp.ones((a.batch_size,), bool)}
+        eval_batch = {**labelled, "mask": jnp.ones((a.batch_size,), bool)}
         eval_state = holder["state"]
         eval_fn = jax.jit(steps.eval_step)
         t0 = time.perf_counter()
@@ -266,7 +358,13 @@ def main(argv=None):
         raise SystemExit(2) from None
     result = run(a)
     print(json.dumps(result, indent=1))
-    print(f"train_step images_per_second={result['train_images_per_second']}")
+    if a.ssl == "none":
+        print(f"train_step images_per_second={result['train_images_per_second']}")
+    else:
+        print(
+            f"ssl_train_step images_per_second={result['train_images_per_second']} "
+            f"labelled_images_per_second={result['train_labelled_images_per_second']}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -43,6 +44,60 @@ def test_prints_json_and_last_line(capsys):
     assert result["eval_images_per_second"] > 0 and result["compile_seconds"] > 0
     assert len(result["train_images_per_second_runs"]) == 2
     assert result["depthwise"] in ("grouped", "shift_add", "shift_add_vjp")
+
+
+def test_ssl_mode_times_the_semi_supervised_step_and_counts_every_view(capsys):
+    tiny = "--width 0.25 --image-size 32 --stem-strides 2 --batch-size 4 --steps 1"
+    _load().main(
+        [*tiny.split(), "--repeats", "1", "--warmup", "0", "--no-eval"]
+        + ["--ssl", "fixmatch", "--unlabelled-ratio", "2"]
+    )
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads("\n".join(out[:-1]))
+    total, labelled = result["train_images_per_second"], result["train_labelled_images_per_second"]
+    assert out[-1] == (
+        f"ssl_train_step images_per_second={total} labelled_images_per_second={labelled}"
+    )
+    assert result["ssl"] == "fixmatch" and result["ssl_ema_decay"] == 0.999
+    assert result["labelled_batch_size"] == result["batch_size"] == 4
+    assert result["unlabelled_ratio"] == 2 and result["images_per_step"] == 4 * (1 + 2 * 2)
+    assert total > labelled > 0
+    # Both are rounded to 0.1 img/s: the labelled rate times 1 + 2 mu is the total within that.
+    assert labelled * 5 == pytest.approx(total, abs=0.05 * 5 + 0.05)
+    assert result["train_images_per_second_runs"] == [total]
+    assert math.isfinite(result["final_loss"])
+
+
+def test_ssl_flexmatch_state_and_batch_fit_the_step():
+    """The FlexMatch step runs on the benchmark's state (with its per-image record) and batch."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from senet_jax import steps
+
+    bench = _load()
+    flags = "--ssl flexmatch --unlabelled-ratio 3 --image-size 8 --width 0.25"
+    config = bench.make_config(bench.parse_args(flags.split()))
+    assert config.ssl.method == "flexmatch" and bench.images_per_labelled(config) == 7
+    model = steps.create_model(config, 10)
+    state = steps.create_train_state(model, optax.sgd(0.1), jax.random.PRNGKey(0), (8, 8, 3))
+    rng = np.random.RandomState(0)
+    labelled = {"image": jnp.zeros((2, 8, 8, 3)), "label": jnp.zeros((2,), jnp.int32)}
+    step, state, batch = bench._ssl_step(config, state, labelled, rng)
+    assert batch["unlabelled"]["weak"].shape == batch["unlabelled"]["strong"].shape == (6, 8, 8, 3)
+    assert len(set(np.asarray(batch["unlabelled"]["index"]).tolist())) == 6
+    assert state.pseudo_record.shape == (bench.NUM_UNLABELLED,)
+    new_state, metrics = step(state, batch)
+    assert int(new_state.step) == 1 and float(metrics["finite"]) == 1.0
+
+
+def test_unlabelled_ratio_needs_ssl():
+    with pytest.raises(SystemExit):
+        _load().parse_args(["--unlabelled-ratio", "3"])
+    with pytest.raises(SystemExit):
+        _load().parse_args(["--ssl", "fixmatch", "--unlabelled-ratio", "0"])
 
 
 @pytest.mark.parametrize("kind", ["eca", "cbam", "ge", "ese"])
