@@ -6,8 +6,10 @@ Like `augment`, it works on whole batches driven by per-example uniforms from
 columns 0-8 as the weak view's (crop, flip, cutout), 9-12 the two ops and their magnitudes.
 Every op is written with TF's image and array ops on 0..255 values rounded after each op, as
 the PIL ops FixMatch used work on uint8 (tests compare them with PIL's); each image is
-computed by its own op only, in XLA-compiled calls per group of ops. The geometric ops give
-ImageProjectiveTransformV3's pixels (nearest pixel, mid-grey fill) as one batched gather.
+computed by its own op only, in XLA-compiled calls per group of ops, and the images travel
+between the calls as uint8 (a quarter of float's bytes, no conversion kernels). The geometric
+ops give ImageProjectiveTransformV3's pixels (nearest pixel, mid-grey fill) as one batched
+gather of uint8 pixels.
 
 Magnitude ranges (FixMatch, Sohn et al. 2020, Table 12, and its reference code): enhance
 factors (brightness, colour, contrast, sharpness) 0.1-1.9; posterize 4-8 bits; solarize
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import math
+
+import numpy as np
 
 from senet_jax.data import augment
 
@@ -65,21 +69,23 @@ def strong_augmenter(tf, data, mean, std):
     compiled = lambda f: tf.function(f, jit_compile=True, autograph=False)
 
     @compiled
-    def crop_flip(images, uniforms):
+    def crop_flip(images, uniforms):  # -> uint8: the values are whole numbers in 0..255
         if crop == "random_resized_crop":
-            return tf.round(augment._random_resized_crop(tf, images, uniforms, size, flip))
-        return augment._pad_crop_flip(tf, images, uniforms, size, pad, flip)
+            x = tf.round(augment._random_resized_crop(tf, images, uniforms, size, flip))
+        else:
+            x = augment._pad_crop_flip(tf, images, uniforms, size, pad, flip)
+        return tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8)
 
     @compiled
     def finish(x, uniforms):
-        x = (x - mean) * scale
+        x = (tf.cast(x, tf.float32) - mean) * scale
         return augment._cutout(tf, x, uniforms, size, cut) if cut > 0 else x
 
     def strong(images, uniforms):
         x = crop_flip(images, uniforms)
         for op_column, magnitude_column in _OP_COLUMNS:
             op = tf.cast(uniforms[:, op_column] * len(OPS), tf.int32)
-            x = apply_op(tf, x, tf.minimum(op, len(OPS) - 1), uniforms[:, magnitude_column])
+            x = apply_op_uint8(tf, x, tf.minimum(op, len(OPS) - 1), uniforms[:, magnitude_column])
         return finish(x, uniforms)
 
     return strong
@@ -87,13 +93,19 @@ def strong_augmenter(tf, data, mean, std):
 
 def apply_op(tf, x, op, magnitude):
     """Op `op` [B] (an index into OPS) at `magnitude` [B] in [0, 1] on float 0..255 x [B, S, S, 3];
-    each image gets its own op, rounded and clipped to 0..255 as PIL's uint8 results.
+    each image gets its own op, rounded and clipped to 0..255 as PIL's uint8 results (floats of
+    `apply_op_uint8`'s values)."""
+    x = tf.cast(tf.convert_to_tensor(x, tf.float32), tf.uint8)
+    return tf.cast(apply_op_uint8(tf, x, op, magnitude), tf.float32)
+
+
+def apply_op_uint8(tf, x, op, magnitude):
+    """`apply_op` on uint8 images [B, S, S, 3], giving uint8.
 
     Each group of ops in `_GROUPS` runs as one XLA-compiled call on only the images that drew
     one of its ops (their count padded to a multiple of `_BUCKET`, so that few shapes are
-    compiled): compiled for the whole batch, every image would pay for every op. Equalize's
-    histograms (a scatter, slow under XLA:CPU) are TF kernels on its images alone."""
-    x = tf.convert_to_tensor(x, tf.float32)
+    compiled): compiled for the whole batch, every image would pay for every op."""
+    x = tf.convert_to_tensor(x, tf.uint8)
     op = tf.convert_to_tensor(op, tf.int32)
     magnitude = tf.convert_to_tensor(magnitude, tf.float32)
     group = tf.zeros_like(op)  # 0: identity
@@ -101,18 +113,14 @@ def apply_op(tf, x, op, magnitude):
         group += k * tf.cast(tf.reduce_any([op == OPS.index(n) for n in names], axis=0), tf.int32)
     n = len(_GROUPS) + 1
     positions = tf.dynamic_partition(tf.range(tf.shape(x)[0]), group, n)
-    images = tf.dynamic_partition(tf.cast(x, tf.uint8), group, n)  # a quarter of float's bytes
+    images = tf.dynamic_partition(x, group, n)
     ops, magnitudes = tf.dynamic_partition(op, group, n), tf.dynamic_partition(magnitude, group, n)
     results = [images[0]]
     for k, names in enumerate(_GROUPS, start=1):
         count = tf.shape(images[k])[0]
-        if names == ("equalize",):
-            result = tf.cast(_equalize(tf, tf.cast(images[k], tf.float32)), tf.uint8)
-        else:
-            args = [_pad_to_bucket(tf, v) for v in (images[k], ops[k], magnitudes[k])]
-            result = _compiled_group(tf, names)(*args)[:count]
-        results.append(result)
-    return tf.ensure_shape(tf.cast(tf.dynamic_stitch(positions, results), tf.float32), x.shape)
+        args = [_pad_to_bucket(tf, v) for v in (images[k], ops[k], magnitudes[k])]
+        results.append(_compiled_group(tf, names)(*args)[:count])
+    return tf.ensure_shape(tf.dynamic_stitch(positions, results), x.shape)
 
 
 def _pad_to_bucket(tf, v):
@@ -126,14 +134,14 @@ def _compiled_group(tf, names):
     """The ops `names` on the images given, each by its own op, compiled once per TF module."""
 
     def group(x, op, m):
-        x = tf.cast(x, tf.float32)
-        if names[0] in _GEOMETRIC:
-            y = _warp(tf, x, op, m)
-        else:
-            y = x
-            for name in names:
-                drew = tf.reshape(tf.equal(op, OPS.index(name)), [-1, 1, 1, 1])
-                y = tf.where(drew, _colour_ops(tf)[name](x, m), y)
+        if names[0] in _GEOMETRIC:  # pixels move, values stay: no arithmetic on them
+            return _warp(tf, x, op, m)
+        if names == ("equalize",):
+            return _equalize(tf, x)
+        x = y = tf.cast(x, tf.float32)
+        for name in names:
+            drew = tf.reshape(tf.equal(op, OPS.index(name)), [-1, 1, 1, 1])
+            y = tf.where(drew, _colour_ops(tf)[name](x, m), y)
         return tf.cast(tf.clip_by_value(tf.round(y), 0.0, 255.0), tf.uint8)
 
     return tf.function(group, jit_compile=True, autograph=False)
@@ -178,23 +186,31 @@ def _smooth(tf, x):
     return tf.where(where_inner[None, :, :, None], padded, x)
 
 
+@functools.cache
+def _strictly_below():
+    """[256, 256] float32, 1 where row < column: hist @ it is the exclusive cumulative sum.
+    A matmul rather than tf.cumsum (a 256-wide window sum under XLA:CPU): equalize as a whole
+    ran about 3x faster so; exact while a channel has fewer than 2**24 pixels."""
+    return np.triu(np.ones((256, 256), np.float32), k=1)
+
+
 def _equalize(tf, x):
-    """PIL's ImageOps.equalize per image and channel: a lookup table from the histogram.
-    One flat bincount with each channel's values offset into its own 256 bins."""
-    size = x.shape[1]
-    channels = tf.reshape(tf.transpose(tf.cast(x, tf.int32), [0, 3, 1, 2]), [-1, size * size])
-    rows = tf.shape(channels)[0]
-    offset = 256 * tf.range(rows)[:, None]
-    hist = tf.reshape(tf.math.bincount(channels + offset, minlength=256 * rows), [rows, 256])
-    last = tf.gather(hist, tf.reduce_max(channels, axis=1), axis=1, batch_dims=1)
+    """PIL's ImageOps.equalize per image and channel of uint8 x [n, S, S, 3]: a lookup table
+    from the histogram. Every (image, channel) has its own 256 bins of one flat histogram
+    (bin = value + 256 * (3 * image + channel)), so the count and the lookup work on the
+    images where they lie, without transposes; XLA's scatter-add counts them."""
+    size, values = x.shape[1], tf.cast(x, tf.int32)
+    rows = tf.shape(x)[0] * 3
+    bins = values + 256 * tf.reshape(tf.range(rows), [-1, 1, 1, 3])
+    hist = tf.math.unsorted_segment_sum(tf.ones_like(bins), bins, 256 * rows)
+    hist = tf.reshape(hist, [rows, 256])
+    top = tf.reshape(tf.reduce_max(values, axis=[1, 2]), [rows])
+    last = tf.gather(hist, top, axis=1, batch_dims=1)
     step = ((size * size - last) // 255)[:, None]  # the top value's count is left out
-    before = tf.cumsum(hist, axis=1, exclusive=True)
+    before = tf.cast(tf.matmul(tf.cast(hist, tf.float32), _strictly_below()), tf.int32)
     lut = tf.minimum((before + step // 2) // tf.maximum(step, 1), 255)
     lut = tf.where(step > 0, lut, tf.range(256)[None, :])  # nearly flat: left as it is
-    equalized = tf.gather(tf.reshape(lut, [-1]), channels + offset)
-    return tf.cast(
-        tf.transpose(tf.reshape(equalized, [-1, 3, size, size]), [0, 2, 3, 1]), tf.float32
-    )
+    return tf.cast(tf.gather(tf.reshape(lut, [-1]), bins), tf.uint8)
 
 
 def _affine(tf, op, m, size: int):
@@ -220,7 +236,8 @@ def _affine(tf, op, m, size: int):
 def _warp(tf, x, op, m):
     """The geometric ops as ImageProjectiveTransformV3 computes them (nearest pixel, rounded
     half away from zero; mid-grey outside the image), written as one gather per image so that
-    XLA compiles it: TF's kernel costs as much for the images it leaves unmoved."""
+    XLA compiles it: TF's kernel costs as much for the images it leaves unmoved. Any dtype: the
+    values are only moved (uint8 moves a quarter of float's bytes)."""
     size = x.shape[1]
     a00, a01, a10, a11, tx, ty = (tf.reshape(v, [-1, 1, 1]) for v in _affine(tf, op, m, size))
     centre = (size - 1) / 2.0
@@ -235,4 +252,5 @@ def _warp(tf, x, op, m):
     flat = tf.clip_by_value(src_y, 0, size - 1) * size + tf.clip_by_value(src_x, 0, size - 1)
     pixels = tf.reshape(x, [-1, size * size, 3])
     moved = tf.gather(pixels, tf.reshape(flat, [-1, size * size]), axis=1, batch_dims=1)
-    return tf.where(inside[..., None], tf.reshape(moved, tf.shape(x)), _FILL)
+    fill = tf.cast(_FILL, x.dtype)
+    return tf.where(inside[..., None], tf.reshape(moved, tf.shape(x)), fill)
