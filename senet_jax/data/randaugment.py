@@ -113,20 +113,19 @@ def apply_op_uint8(tf, x, op, magnitude):
         group += k * tf.cast(tf.reduce_any([op == OPS.index(n) for n in names], axis=0), tf.int32)
     n = len(_GROUPS) + 1
     positions = tf.dynamic_partition(tf.range(tf.shape(x)[0]), group, n)
-    images = tf.dynamic_partition(x, group, n)
-    ops, magnitudes = tf.dynamic_partition(op, group, n), tf.dynamic_partition(magnitude, group, n)
-    results = [images[0]]
+    results = [tf.gather(x, positions[0])]
     for k, names in enumerate(_GROUPS, start=1):
-        count = tf.shape(images[k])[0]
-        args = [_pad_to_bucket(tf, v) for v in (images[k], ops[k], magnitudes[k])]
+        count = tf.shape(positions[k])[0]
+        rows = _pad_to_bucket(tf, positions[k])  # one gather copies the images, padding and all
+        args = [tf.gather(v, rows) for v in (x, op, magnitude)]
         results.append(_compiled_group(tf, names)(*args)[:count])
     return tf.ensure_shape(tf.dynamic_stitch(positions, results), x.shape)
 
 
-def _pad_to_bucket(tf, v):
-    """v padded with zeros along its first axis to a multiple of `_BUCKET` rows."""
-    rows = -tf.shape(v)[0] % _BUCKET
-    return tf.pad(v, [[0, rows]] + [[0, 0]] * (len(v.shape) - 1))
+def _pad_to_bucket(tf, rows):
+    """Image indices `rows` padded to a multiple of `_BUCKET` with index 0: the padding's
+    results are computed and dropped."""
+    return tf.pad(rows, [[0, -tf.shape(rows)[0] % _BUCKET]])
 
 
 @functools.cache
