@@ -121,3 +121,12 @@ def test_geometric_ops_match_tensorflows_projective_transform_per_image(images):
         )
         mismatched = (mine != theirs.numpy()[0]).any(-1).mean()
         assert mismatched <= 0.002, (name, mismatched)  # float rounding at half-pixel ties
+
+
+def test_group_padding_is_a_small_share_from_few_shapes():
+    sizes = {n: int(tf.shape(randaugment._pad_to_bucket(tf, tf.range(n)))[0]) for n in range(129)}
+    assert sizes[0] == 0 and sizes[1] == 4 and sizes[9] == 12 and sizes[46] == 48
+    assert all(0 <= size - n <= max(3, n // 4) for n, size in sizes.items())  # a quarter
+    assert len(set(sizes.values())) == 17  # compiled shapes per group for 128 images, 0 too
+    padded = randaugment._pad_to_bucket(tf, tf.range(5, 10)).numpy()
+    assert padded.tolist() == [5, 6, 7, 8, 9, 0, 0, 0]  # padding rows repeat image 0
