@@ -61,7 +61,8 @@ def main(argv):
 
     from senet_jax.host_memory import reuse_freed_host_memory
 
-    reuse_freed_host_memory()  # before any backend starts: see senet_jax/host_memory.py
+    if FLAGS.config.get("host_memory_reuse", False):
+        reuse_freed_host_memory()  # before any backend starts: see senet_jax/host_memory.py
     from senet_jax.data.tf_setup import load_tf
 
     load_tf()  # TensorFlow only feeds data, with the accelerators hidden: they are JAX's

@@ -21,9 +21,10 @@ forward pass. train_images_per_second counts all of them;
 train_labelled_images_per_second counts the labelled ones alone. The last line is then
 `ssl_train_step images_per_second=N labelled_images_per_second=M`.
 
-Like train.py, it keeps freed host memory for reuse on XLA:CPU (senet_jax/host_memory.py;
-SENET_JAX_REUSE_HOST_MEMORY=0 turns that off). Images are random: this measures compute
-only, not the input pipeline (benchmarks/input_pipeline.py does that).
+It keeps freed host memory for reuse on XLA:CPU (senet_jax/host_memory.py; train.py's
+`config.host_memory_reuse`, off there by default): --no-host-memory-reuse turns that off.
+Images are random: this measures compute only, not the input pipeline
+(benchmarks/input_pipeline.py does that).
 """
 
 from __future__ import annotations
@@ -112,6 +113,11 @@ def parse_args(argv=None):
         help="config.rematerialize: what the backward keeps (senet_jax/remat.py)",
     )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
+    p.add_argument(
+        "--no-host-memory-reuse",
+        action="store_true",
+        help="leave glibc's allocator as it is (train.py's default; see senet_jax/host_memory.py)",
+    )
     p.add_argument(
         "--ssl",
         default="none",
@@ -257,8 +263,9 @@ def _ssl_fields(config, batch_size, train_ips, images_per_step):
 
 
 def run(a):
-    # As train.py does: on XLA:CPU, reuse freed host memory across steps (senet_jax/host_memory.py).
-    host_memory_reused = reuse_freed_host_memory()
+    # On XLA:CPU, reuse freed host memory across steps (senet_jax/host_memory.py): a loop of
+    # steps alone does not fragment the heap the way a whole training run does.
+    host_memory_reused = False if a.no_host_memory_reuse else reuse_freed_host_memory()
     config = make_config(a)
     model = steps.create_model(config, a.num_classes)
     if a.model_options:

@@ -123,6 +123,9 @@ def get_config() -> ml_collections.ConfigDict:
     # What the backward pass keeps of the forward (senet_jax/remat.py): "none", or
     # "conv_outputs" (recompute BatchNorm, activations and SE gates: less memory, more compute).
     c.rematerialize = "none"
+    # XLA:CPU only: keep freed host memory in one never-trimmed heap (senet_jax/host_memory.py).
+    # Fewer page faults per step, but the heap fragments in a whole run: off by default.
+    c.host_memory_reuse = False
     c.init_from = placeholder(str)  # a model directory (python -m senet_jax.weights) to start from
 
     # Bookkeeping.

@@ -6,13 +6,18 @@ free, so every step faults in and zeroes all of that memory again: about 210k
 minor page faults and 30% of the process's CPU time in the kernel (measured,
 benchmarks/RESULTS.md). Keeping every allocation in one heap that is never
 trimmed lets the next step reuse the same pages instead.
+
+Opt-in (train.py: `config.host_memory_reuse=True`; the step benchmark applies it by default):
+in a whole training run, tf.data's and XLA's threads take small blocks out of the freed
+temporaries between steps, the next step's temporaries no longer fit, and the never-trimmed
+heap grows by their size. The default STL10 run passed 16 GB with it and peaked at 7.0 GB
+without it, at the same img/s (benchmarks/RESULTS.md, 2026-12-07).
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
-import os
 import pkgutil
 import resource
 import sys
@@ -21,9 +26,6 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
-
-# Set to "0" to leave the C library's allocator as it is.
-OPT_OUT_ENV = "SENET_JAX_REUSE_HOST_MEMORY"
 
 
 def _glibc():
@@ -77,7 +79,7 @@ def reuse_freed_host_memory() -> bool:
     """
     from jax._src import xla_bridge
 
-    if os.environ.get(OPT_OUT_ENV, "1") == "0" or xla_bridge.backends_are_initialized():
+    if xla_bridge.backends_are_initialized():
         return False
     libc = _glibc()
     if libc is None or not backend_will_be_cpu():

@@ -14,8 +14,9 @@ from senet_jax import host_memory
 _PROBE = """
 import resource
 import jax, jax.numpy as jnp
+import sys
 from senet_jax.host_memory import reuse_freed_host_memory
-applied = reuse_freed_host_memory()
+applied = reuse_freed_host_memory() if sys.argv[1] == "apply" else False
 f = jax.jit(lambda x, w, v: jnp.dot(jnp.dot(x, w), v))
 x, w, v = jnp.ones((16384, 64)), jnp.ones((64, 1024)), jnp.ones((1024, 8))
 for _ in range(12):
@@ -30,19 +31,23 @@ print(applied, min(windows))
 """
 
 
-def _probe(**env):
+def _probe(apply: bool):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    full_env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **env}
+    full_env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=full_env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", _PROBE, "apply" if apply else "leave"],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     applied, faults = out.stdout.split()
     return applied == "True", int(faults)
 
 
 def test_temporaries_stop_faulting_when_policy_applies():
-    applied, faults = _probe()
-    opted_out, faults_default = _probe(**{host_memory.OPT_OUT_ENV: "0"})
+    applied, faults = _probe(apply=True)
+    opted_out, faults_default = _probe(apply=False)
     assert applied and not opted_out
     assert faults_default > 10000  # 64 MB of fresh 4 KiB pages per call
     assert faults < faults_default / 20
