@@ -118,6 +118,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.batch_size = 128  # global, over all devices and processes
     c.num_epochs = 600
+    # Set, the run trains exactly this many steps whatever num_epochs says (schedule, warmup and
+    # evaluation still count epochs of the real steps_per_epoch): equal budgets across methods.
+    c.total_steps = placeholder(int)
     c.seed = 0
     c.half_precision = False  # bfloat16 compute, float32 parameters
     # What the backward pass keeps of the forward (senet_jax/remat.py): "none", or

@@ -108,6 +108,8 @@ def _validate_run(config, devices: int) -> None:
         "keep_checkpoints",
     ):
         _check_positive(config, field, int)
+    if config.get("total_steps") is not None:
+        _check_positive(config, "total_steps", int)
     _check_positive(config, "eval_every_epochs")
     _check_choice(config, "rematerialize", remat.POLICIES)
     if config.rematerialize != "none" and config.ssl.method != "none":
@@ -297,7 +299,10 @@ def _validate_optim(config) -> None:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
             _fail("optim.decay_factor", f"must be in (0, 1], got {factor!r} (e.g. 0.1)")
     warmup = config.optim.warmup_epochs
-    if not 0 <= warmup < config.num_epochs:
+    if config.get("total_steps") is not None:  # in steps: checked once steps_per_epoch is known
+        if not 0 <= warmup:
+            _fail("optim.warmup_epochs", f"must be >= 0, got {warmup!r}")
+    elif not 0 <= warmup < config.num_epochs:
         _fail(
             "optim.warmup_epochs",
             f"must be in [0, num_epochs={config.num_epochs}), got {warmup!r}",

@@ -71,8 +71,10 @@ OPTIMIZERS: dict[str, Callable[[Any, optax.Schedule], optax.GradientTransformati
 
 
 def create_optimizer(
-    optim, *, num_epochs: int, steps_per_epoch: int
+    optim, *, num_epochs: int, steps_per_epoch: int, total_steps: int | None = None
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """The optax transformation and its schedule for `config.optim` over the whole run."""
-    schedule = SCHEDULES[optim.schedule](optim, num_epochs * steps_per_epoch, steps_per_epoch)
+    """The optax transformation and its schedule for `config.optim` over the whole run:
+    `total_steps` steps when given (config.total_steps), else num_epochs epochs."""
+    total = total_steps if total_steps is not None else num_epochs * steps_per_epoch
+    schedule = SCHEDULES[optim.schedule](optim, total, steps_per_epoch)
     return OPTIMIZERS[optim.name](optim, schedule), schedule

@@ -245,6 +245,7 @@ class Run:
     workdir: str
     info: data.DatasetInfo
     total_steps: int
+    steps_per_epoch: int
     eval_every: int
     schedule: Callable
     manager: checkpointing.CheckpointManager
@@ -324,7 +325,35 @@ def _dataset_info(config) -> data.DatasetInfo:
             f"{config.batch_size} unlabelled images exceed the {info.num_unlabelled_examples} of "
             f"{config.data.unlabelled_split!r}; lower config.batch_size or the ratio"
         )
+    check_warmup(config, _steps_per_epoch(config, info))
     return info
+
+
+def run_length(config, steps_per_epoch: int) -> int:
+    """The run's length: config.total_steps when set, else num_epochs epochs."""
+    fixed = config.get("total_steps")
+    return int(fixed) if fixed is not None else config.num_epochs * steps_per_epoch
+
+
+def epochs_trained(config, steps_per_epoch: int) -> int | float:
+    """results.json's `epochs`: num_epochs, or with config.total_steps the passes it makes
+    (fractional; semi-supervised runs count passes over the unlabelled images)."""
+    if config.get("total_steps") is None:
+        return config.num_epochs
+    return round(config.total_steps / steps_per_epoch, 3)
+
+
+def check_warmup(config, steps_per_epoch: int) -> None:
+    """With config.total_steps the warmup's length in steps is known only now: it must end
+    before the run does (config.validate checks it against num_epochs otherwise)."""
+    warmup = int(config.optim.warmup_epochs * steps_per_epoch)
+    if config.get("total_steps") is not None and warmup >= config.total_steps:
+        raise config_lib.ConfigError(
+            f"config.optim.warmup_epochs: {config.optim.warmup_epochs} epochs of "
+            f"{steps_per_epoch} steps are {warmup} steps, not fewer than total_steps="
+            f"{config.total_steps}; lower it (e.g. --config.optim.warmup_epochs=0) or raise "
+            "config.total_steps"
+        )
 
 
 def _steps_per_epoch(config, info: data.DatasetInfo) -> int:
@@ -355,8 +384,12 @@ def _set_up(config, workdir: str) -> Run:
     _check_before_work(config, workdir)
     config, info = _prepare_data(config, workdir)
     steps_per_epoch = _steps_per_epoch(config, info)
+    length = run_length(config, steps_per_epoch)
     tx, schedule = optim.create_optimizer(
-        config.optim, num_epochs=config.num_epochs, steps_per_epoch=steps_per_epoch
+        config.optim,
+        num_epochs=config.num_epochs,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=length,
     )
     state = _initial_state(config, info, tx)
     manager = checkpointing.CheckpointManager(
@@ -379,7 +412,8 @@ def _set_up(config, workdir: str) -> Run:
         config=config,
         workdir=workdir,
         info=info,
-        total_steps=config.num_epochs * steps_per_epoch,
+        total_steps=length,
+        steps_per_epoch=steps_per_epoch,
         eval_every=max(1, int(config.eval_every_epochs * steps_per_epoch)),
         schedule=schedule,
         manager=manager,
@@ -444,19 +478,28 @@ def _wall_seconds_so_far(history: list) -> float:
     return next((h["wall_seconds"] for h in reversed(history) if "wall_seconds" in h), 0.0)
 
 
+def labelled_data(config):
+    """The data config of the labelled batches. With data.unlabelled_split set, cutout is the
+    strong view's alone, whatever ssl.method: a labels-alone run (ssl.method=none) of a
+    semi-supervised config trains on exactly the labelled batches its method would see."""
+    if config.data.get("unlabelled_split") is None:
+        return config.data
+    return augment.without_cutout(config.data)
+
+
 def _train_batches(config, step: int):
-    """The training stream from `step`; semi-supervised: the labelled batches (without cutout,
-    which only the strong view gets) beside the unlabelled ones."""
+    """The training stream from `step`; semi-supervised: the labelled batches beside the
+    unlabelled ones."""
     if not is_semi_supervised(config):
         return data.train_batches(
-            config.data, batch_size=config.batch_size, seed=config.seed, start_step=step
+            labelled_data(config), batch_size=config.batch_size, seed=config.seed, start_step=step
         )
     return _semi_supervised_batches(config, step)
 
 
 def _semi_supervised_batches(config, step: int):
     labelled = data.train_batches(
-        augment.without_cutout(config.data),
+        labelled_data(config),
         batch_size=config.batch_size,
         seed=config.seed,
         start_step=step,
@@ -547,7 +590,7 @@ def _finish(run: Run, writer, p_eval, state, chrono: Chrono) -> dict[str, Any]:
         "test_examples": test["examples"],
         **_at_best_validation(run, p_eval, state, test),
         "train_steps": run.total_steps,
-        "epochs": config.num_epochs,
+        "epochs": epochs_trained(config, run.steps_per_epoch),
         "images_per_second": chrono.images_per_second or None,
         "wall_seconds": round(chrono.wall_seconds, 1),
         "peak_host_memory_bytes": host_memory.peak_resident_bytes(),

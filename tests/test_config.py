@@ -75,6 +75,9 @@ BAD_FIELDS = [
     ({"batch_size": 0}, "batch_size", "positive integer"),
     ({"batch_size": -16}, "batch_size", "positive integer"),
     ({"num_epochs": 0}, "num_epochs", "positive integer"),
+    ({"total_steps": 0}, "total_steps", "positive integer, got 0"),
+    ({"total_steps": -40}, "total_steps", "positive integer"),
+    ({"total_steps": 100, "optim.warmup_epochs": -1}, "optim.warmup_epochs", ">= 0"),
     ({"optim.learning_rate": 0.0}, "optim.learning_rate", "positive number"),
     ({"optim.learning_rate": -0.1}, "optim.learning_rate", "positive number"),
     ({"optim.weight_decay": -1e-4}, "optim.weight_decay", ">= 0"),
@@ -103,6 +106,23 @@ def test_bad_field_is_named_with_the_fix(overrides, field, fix):
     with pytest.raises(config_lib.ConfigError, match=rf"^config\.{field}: .*{fix}") as e:
         config_lib.validate(config, device_count=8)
     assert "\n" not in str(e.value)
+
+
+def test_total_steps_replaces_num_epochs_in_the_warmup_check():
+    """Warmup is checked against num_epochs, or with total_steps once steps_per_epoch is known
+    (trainer: after the dataset is described)."""
+    config = configure(stl10.get_config(), num_epochs=2, warmup_epochs=5)
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.optim\.warmup_epochs: .*2"):
+        config_lib.validate(config, device_count=8)
+    config_lib.validate(configure(config, total_steps=1_000), device_count=8)
+    with pytest.raises(
+        config_lib.ConfigError,
+        match=r"^config\.optim\.warmup_epochs: 5 epochs of 39 steps are 195 steps, not fewer "
+        r"than total_steps=100; .*--config\.optim\.warmup_epochs=0",
+    ) as e:
+        trainer.check_warmup(configure(config, total_steps=100), steps_per_epoch=39)
+    assert "\n" not in str(e.value)
+    trainer.check_warmup(configure(config, total_steps=196), steps_per_epoch=39)
 
 
 @pytest.mark.parametrize(
