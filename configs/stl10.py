@@ -88,7 +88,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.shuffle_buffer = 10_000  # records per process (streamed only)
     c.data.eval_crop = 0.875  # streamed evaluation: resize to image_size / eval_crop, centre crop
     # Semi-supervised runs (ssl.method below): which training images keep their labels and
-    # where the unlabelled ones come from. Unset, every label of train_split is used.
+    # where the unlabelled ones come from. Unset, every label of train_split is used. Set,
+    # data.cutout_size is the strong view's alone, even under ssl.method="none".
     c.data.unlabelled_split = placeholder(str)  # "unlabelled" (STL10), a tfds split, or "rest"
     c.data.labels_per_class = placeholder(int)  # a stratified labelled subset of train_split
     c.data.labels_seed = 0  # fixes that subset, whatever the host count

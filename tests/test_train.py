@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from training_runs import (
     TINY_STEPS,
     assert_same_as_reference,
@@ -118,3 +119,34 @@ def test_stl10_is_fetched_from_its_url_prepared_and_trained(
     with open(os.path.join(workdir, "results.json")) as f:
         results = json.load(f)
     assert results["test_examples"] == 44 and "test_accuracy_at_best_validation" in results
+
+
+def test_total_steps_sets_the_run_length_whatever_num_epochs(compile_cache, tmp_path):
+    """6 steps of 4 an epoch (num_epochs=4 would be 16): the cosine reaches half its peak at
+    step 6 (4 warmup steps, then 2 of cosine), evaluation follows epochs of 4 steps, and a
+    rerun with a longer total_steps goes on from the checkpoint, as num_epochs does."""
+    workdir = str(tmp_path / "fixed")
+    proc = run_train(workdir, compile_cache, total_steps=6, eval_every_epochs=1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert checkpoint_steps(workdir)[-1] == 6
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    assert results["train_steps"] == 6 and results["epochs"] == 1.5
+    with open(os.path.join(workdir, "history.json")) as f:
+        history = json.load(f)
+    rates = {h["step"]: h["learning_rate"] for h in history if "learning_rate" in h}
+    assert rates[5] == pytest.approx(0.05) and rates[6] == pytest.approx(0.025)
+    assert [h["step"] for h in history if "validation_accuracy" in h] == [4, 6]
+    longer = run_train(workdir, compile_cache, total_steps=8, eval_every_epochs=1)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "resuming from step 6 of 8" in longer.stderr
+    assert checkpoint_steps(workdir)[-1] == 8
+
+
+def test_a_warmup_longer_than_total_steps_is_one_line_exit_2(compile_cache, tmp_path):
+    workdir = str(tmp_path / "short")
+    proc = run_train(workdir, compile_cache, total_steps=3, warmup_epochs=1)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: config.optim.warmup_epochs: 1 epochs of 4 steps are 4 steps")
+    assert checkpoint_steps(workdir) == []
