@@ -101,6 +101,16 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert float(schedule(60)) < float(schedule(40)) < 0.4
 
 
+def test_total_steps_sets_the_schedule_length_whatever_num_epochs():
+    config = small_config(num_epochs=10, warmup_epochs=2, learning_rate=0.4)
+    _, schedule = optim.create_optimizer(
+        config.optim, num_epochs=config.num_epochs, steps_per_epoch=10, total_steps=40
+    )
+    assert float(schedule(20)) == pytest.approx(0.4)  # warmup still counts epochs of 10 steps
+    assert float(schedule(30)) == pytest.approx(0.2)  # half way down the 20 steps of cosine
+    assert float(schedule(40)) == pytest.approx(0.0, abs=1e-7)
+
+
 def test_nonfinite_loss_is_flagged(sgd_state):
     batch = learnable_batch()
     batch["image"][0, 0, 0, 0] = np.nan
