@@ -42,9 +42,11 @@ The presets (default "full"):
   step, 500 steps and evaluation in about an hour. 500 steps are 5.5 passes over the
   unlabelled images and 8 over the labelled ones: far from FixMatch's 2**20 steps.
 
-Expected result: see the README's CIFAR-10 table (measured on a 2-core CPU, 3 seeds, with
-the paired SE gain). Published full-length figures for scale, theirs and not ours: ResNet-18
-about 95% after 200 epochs; the SE paper's CIFAR-10 errors ResNet-110 6.37% -> SE 5.21%,
+Expected result ("budget", measured on a 2-core AMD EPYC CPU, seed 0 so far; the README's
+CIFAR-10 table has the rest as the sweep finishes): mobilenet_v1 77.47%, se_mobilenet_v1
+77.41% test accuracy after 8 epochs, 35-45 minutes a run on an idle machine.
+Published full-length figures for scale, theirs and not ours: ResNet-18 about 95% after 200
+epochs; the SE paper's CIFAR-10 errors ResNet-110 6.37% -> SE 5.21%,
 ResNet-164 5.46% -> 4.39%, WRN-16-8 4.27% -> 3.88%.
 "fixmatch": not measured yet. The cited figure, theirs and over 2**20 steps of a WRN-28-2:
 FixMatch (RandAugment) with 4,000 labels, 4.26 +- 0.05% test error (Sohn et al. 2020,
