@@ -554,7 +554,8 @@ def _log_train(run: Run, writer, progress, step: int, train: dict, chrono: Chron
     keys = ("train_loss", "train_accuracy", "learning_rate")
     keys += tuple(k for k in ("mask_rate", "pseudo_label_accuracy") if k in ssl_scalars)
     entry = {"step": step, **{k: scalars[k] for k in keys}}
-    run.history.append({**entry, "wall_seconds": round(chrono.wall_seconds, 1)})
+    entry["wall_seconds"] = round(chrono.wall_seconds, 1)
+    run.history.append(entry)
 
 
 def _evaluate_and_log(run: Run, writer, p_eval, state, step: int) -> dict[str, float]:
