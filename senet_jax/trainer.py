@@ -361,7 +361,7 @@ def _steps_per_epoch(config, info: data.DatasetInfo) -> int:
     cost); otherwise over the (labelled) training images."""
     if is_semi_supervised(config):
         unlabelled_batch = config.batch_size * config.ssl.unlabelled_ratio
-        return info.num_unlabelled_examples // unlabelled_batch
+        return data.unlabelled_steps_per_epoch(unlabelled_batch, info)
     return data.steps_per_epoch(config.batch_size, info)
 
 
