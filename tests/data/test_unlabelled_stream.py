@@ -4,11 +4,11 @@ path's views for the same image, exact resume, and which path a config chooses."
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import numpy as np
 import pytest
+from config_utils import configure
 from data_helpers import make_config
 
 from senet_jax.data import (
@@ -138,15 +138,24 @@ def test_max_cache_bytes_and_data_stream_choose_the_path(data_dir, monkeypatch):
     assert iterators.unlabelled_batches(config.data, batch_size=4, seed=0, **stats) == "in memory"
 
 
-def test_the_steps_an_epoch_follow_the_smallest_share(data_dir):
-    config = streamed(data_dir)
-    builder = sources.prepared_builder(config.data)
-    shares = unlabelled_stream.shard_examples(config.data, builder, 3)
-    assert shares == (24, 12, 12)  # files 0 and 3 to process 0
-    info = sources.get_dataset_info(config.data)
-    uneven = dataclasses.replace(info, unlabelled_shard_examples=shares)
-    assert batching.unlabelled_steps_per_epoch(6, uneven) == 12 // 2
-    assert batching.unlabelled_steps_per_epoch(6, info) == UNLABELLED // 6
+def test_the_steps_an_epoch_follow_the_smallest_share(data_dir, monkeypatch):
+    import jax
+
+    from senet_jax import config as config_lib
+    from senet_jax import trainer
+
+    config = streamed(data_dir, batch_size=6)
+    configure(config, **{"ssl.method": "fixmatch", "ssl.unlabelled_ratio": 1})
+    monkeypatch.setattr(jax, "process_count", lambda: 3)
+    info = trainer._dataset_info(config)
+    assert info.unlabelled_shard_examples == (24, 12, 12)  # files 0 and 3 to process 0
+    assert info.num_unlabelled_examples == UNLABELLED  # FlexMatch's record covers the split
+    assert trainer._steps_per_epoch(config, info) == 12 // 2 < UNLABELLED // 6
+    assert batching.unlabelled_steps_per_epoch(6, info) == 12 // 2
+    config.ssl.unlabelled_ratio = 8  # 16 images a process a step, over the smallest share
+    with pytest.raises(config_lib.ConfigError, match="3 processes' shares .the smallest 12.") as e:
+        trainer._dataset_info(config)
+    assert "\n" not in str(e.value)
 
 
 def test_rest_over_the_cap_is_one_line_naming_the_field(data_dir):
