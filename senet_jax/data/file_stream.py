@@ -17,6 +17,8 @@ function of (seed, step).
   select on the dataset's own split through `config.data.eval_split`.
 - Evaluation: tfds.even_splits per process, shorter side resized to image_size / eval_crop,
   centre crop, padded with a mask so every example counts once over all hosts.
+- The sharding, file checks, record parser and epoch order also stream a semi-supervised
+  run's unlabelled split (data/unlabelled_stream.py).
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def train_batches(
     """
     tf = load_tf()
     index, count, local_devices, per_process = layout
-    files, _, _ = shard_layout(builder, data.train_split, index, count)
+    files, _ = shard(builder, data.train_split, index, count)
     check_files(files, index)
     steps = streamed_epoch_steps(batch_size, shard_examples(builder, data.train_split, count))
     if steps < 1:
