@@ -31,6 +31,17 @@ OPTIONAL_STATE_FIELDS = ("ema_params", "pseudo_record")
 # Fields that choose which images a semi-supervised run sees, by their config names: a resume
 # under other values would train on other batches.
 SSL_FIELDS = ("ssl.method", "data.labels_per_class", "data.labelled_fold")
+# What the training streams after a checkpoint depend on besides (seed, step)
+# (data.iterators.iterator_identity), with the value a checkpoint saved before the field
+# existed holds: a resume that differs in any of them would see other batches.
+_DATA_IDENTITY_FIELDS = {
+    "dataset": None,
+    "train_split": None,
+    "streamed": None,
+    "processes": None,
+    "unlabelled_streamed": False,  # the unlabelled split was always held in memory before
+    "unlabelled_processes": None,
+}
 # The metric that picks the best checkpoint (kept beside the latest ones): model selection
 # on the validation holdout, never on the test split.
 BEST_METRIC = "validation_accuracy"
@@ -239,13 +250,14 @@ class CheckpointManager:
         theirs, ours = record.get("data"), self._data
         if not theirs or not ours:
             return  # saved before data identities, or a reader that does not train
-        for field in ("dataset", "train_split", "streamed", "processes"):
-            if theirs.get(field) != ours.get(field):
+        for field, default in _DATA_IDENTITY_FIELDS.items():
+            saved, now = theirs.get(field, default), ours.get(field, default)
+            if saved != now:
                 raise IncompatibleCheckpointError(
                     f"{self.directory} step {record.get('step')}: its data-iterator state "
-                    f"belongs to {field}={theirs.get(field)!r}, this run has "
-                    f"{field}={ours.get(field)!r}; resume with the same dataset and process "
-                    "count, or use another --workdir (nothing was deleted)"
+                    f"belongs to {field}={saved!r}, this run has {field}={now!r}; resume with "
+                    "the same dataset and process count, or use another --workdir (nothing "
+                    "was deleted)"
                 )
 
     def _check_ssl(self, record: dict[str, Any]) -> None:

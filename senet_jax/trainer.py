@@ -320,9 +320,13 @@ def _dataset_info(config) -> data.DatasetInfo:
             raise
         raise config_lib.ConfigError(str(e)) from None
     if is_semi_supervised(config) and _steps_per_epoch(config, info) < 1:
+        held = f"the {info.num_unlabelled_examples}"
+        if info.unlabelled_streamed:  # each process streams its own share
+            shares = info.unlabelled_shard_examples
+            held = f"{len(shares)} processes' shares (the smallest {min(shares)})"
         raise config_lib.ConfigError(
             f"config.ssl.unlabelled_ratio: {config.ssl.unlabelled_ratio} x batch_size "
-            f"{config.batch_size} unlabelled images exceed the {info.num_unlabelled_examples} of "
+            f"{config.batch_size} unlabelled images exceed {held} of "
             f"{config.data.unlabelled_split!r}; lower config.batch_size or the ratio"
         )
     check_warmup(config, _steps_per_epoch(config, info))
@@ -361,7 +365,7 @@ def _steps_per_epoch(config, info: data.DatasetInfo) -> int:
     cost); otherwise over the (labelled) training images."""
     if is_semi_supervised(config):
         unlabelled_batch = config.batch_size * config.ssl.unlabelled_ratio
-        return info.num_unlabelled_examples // unlabelled_batch
+        return data.unlabelled_steps_per_epoch(unlabelled_batch, info)
     return data.steps_per_epoch(config.batch_size, info)
 
 

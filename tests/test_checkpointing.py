@@ -291,3 +291,27 @@ def test_restore_subset_gives_the_ema_weights_as_params(tmp_path):
     manager.close()
     assert_trees_identical(restored["params"], make_state(5).params)
     assert_trees_identical(restored["batch_stats"], make_state(3).batch_stats)
+
+
+def test_a_streamed_unlabelled_split_under_another_process_count_is_refused(tmp_path):
+    ours = {
+        "dataset": "stl10",
+        "train_split": "train",
+        "streamed": False,
+        "processes": None,
+        "unlabelled_streamed": True,
+        "unlabelled_processes": 1,
+    }
+    manager = CheckpointManager(str(tmp_path), make_config(), read_only=True, data_identity=ours)
+    manager.check_data({"step": 3, "data": dict(ours)})
+    with pytest.raises(IncompatibleCheckpointError, match="unlabelled_processes=2, this run") as e:
+        manager.check_data({"step": 3, "data": {**ours, "unlabelled_processes": 2}})
+    assert "\n" not in str(e.value)
+    # Checkpoints saved before the unlabelled fields held the unlabelled split in memory.
+    held = {**ours, "unlabelled_streamed": False, "unlabelled_processes": None}
+    older = {k: v for k, v in held.items() if not k.startswith("unlabelled")}
+    manager = CheckpointManager(str(tmp_path), make_config(), read_only=True, data_identity=held)
+    manager.check_data({"step": 3, "data": older})
+    manager = CheckpointManager(str(tmp_path), make_config(), read_only=True, data_identity=ours)
+    with pytest.raises(IncompatibleCheckpointError, match="unlabelled_streamed=False"):
+        manager.check_data({"step": 3, "data": older})

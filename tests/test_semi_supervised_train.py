@@ -168,3 +168,23 @@ def test_folder_with_a_labelled_subset_and_the_rest_unlabelled_logs_pseudo_label
     with open(os.path.join(workdir, "results.json")) as f:
         results = json.load(f)
     assert results["train_steps"] == 4  # 120 training images less 100 labelled, 8 a step
+
+
+def test_an_unlabelled_split_over_max_cache_bytes_streams_and_is_recorded(tmp_path, compile_cache):
+    """112 unlabelled images (344 KB at 32 px) over a 200 KB cap that the 40 training images
+    fit: the unlabelled split streams from its file, 7 steps a pass of 16."""
+    from senet_jax.data import stl10_format
+
+    archive = stl10_format.write_stl10_archive(
+        str(tmp_path / "archive"), 40, 16, num_unlabeled=112, seed=3
+    )
+    workdir, data_dir = str(tmp_path / "run"), str(tmp_path / "tfds")
+    streamed = {"data.max_cache_bytes": 200_000, "num_epochs": 1, "warmup_epochs": 0}
+    proc = run(ssl_command(workdir, archive, data_dir, **streamed), compile_cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["train_steps"] == 112 // 16
+    held = {**streamed, "data.max_cache_bytes": 2**30}
+    again = run(ssl_command(workdir, archive, data_dir, **held), compile_cache)
+    assert again.returncode == 2
+    assert "unlabelled_streamed=True, this run has unlabelled_streamed=False" in again.stderr

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from senet_jax.data.augment import CROPS
 from senet_jax.data.availability import DatasetUnavailableError
-from senet_jax.data.batching import num_eval_steps, steps_per_epoch
+from senet_jax.data.batching import num_eval_steps, steps_per_epoch, unlabelled_steps_per_epoch
 from senet_jax.data.dataset_info import DatasetInfo
 from senet_jax.data.iterators import eval_batches, train_batches
 from senet_jax.data.sources import get_dataset_info
@@ -22,4 +22,5 @@ __all__ = [
     "num_eval_steps",
     "steps_per_epoch",
     "train_batches",
+    "unlabelled_steps_per_epoch",
 ]

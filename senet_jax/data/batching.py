@@ -58,6 +58,14 @@ def steps_per_epoch(batch_size: int, info: DatasetInfo) -> int:
     return info.num_train_examples // int(batch_size)
 
 
+def unlabelled_steps_per_epoch(batch_size: int, info: DatasetInfo) -> int:
+    """Semi-supervised steps per epoch (a pass over the unlabelled images) for `batch_size`
+    unlabelled images a step. Streamed: the smallest process shard decides."""
+    if info.unlabelled_streamed:
+        return streamed_epoch_steps(batch_size, info.unlabelled_shard_examples)
+    return info.num_unlabelled_examples // int(batch_size)
+
+
 def num_eval_steps(batch_size: int, num_examples: int, process_count: int | None = None) -> int:
     """Batches every process yields in one evaluation pass (the largest shard, rounded up)."""
     if process_count is None:

@@ -15,6 +15,8 @@ class DatasetInfo:
     streamed: bool = False  # read per process from files (data/file_stream.py), not in memory
     shard_examples: tuple = ()  # streamed: training examples of each process's files
     num_unlabelled_examples: int = 0  # semi-supervised: data.unlabelled_split's images
+    unlabelled_streamed: bool = False  # read per process from files (data/unlabelled_stream.py)
+    unlabelled_shard_examples: tuple = ()  # streamed: unlabelled images of each process's files
 
 
 def num_examples(builder, split, field: str) -> int:

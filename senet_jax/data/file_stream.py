@@ -17,6 +17,8 @@ function of (seed, step).
   select on the dataset's own split through `config.data.eval_split`.
 - Evaluation: tfds.even_splits per process, shorter side resized to image_size / eval_crop,
   centre crop, padded with a mask so every example counts once over all hosts.
+- The sharding, file checks, record parser and epoch order also stream a semi-supervised
+  run's unlabelled split (data/unlabelled_stream.py).
 """
 
 from __future__ import annotations
@@ -97,8 +99,9 @@ def split_files(builder, split: str) -> tuple[list[str], list[int]]:
     return paths, lengths
 
 
-def shard(builder, split: str, index: int, count: int) -> tuple[list[str], int]:
-    """Process `index` of `count`: its files (every count-th from index) and their examples."""
+def shard_layout(builder, split: str, index: int, count: int):
+    """Process `index` of `count`: its files (every count-th from index), the index in the
+    whole split of each file's first example, and each file's example count."""
     paths, lengths = split_files(builder, split)
     if len(paths) < count:
         raise StreamError(
@@ -106,8 +109,15 @@ def shard(builder, split: str, index: int, count: int) -> tuple[list[str], int]:
             "processes stream it: each needs a file of its own; prepare it in more shards "
             "(tfds DownloadConfig(num_shards=...)) or run fewer processes"
         )
+    starts = [sum(lengths[:i]) for i in range(len(paths))]
     mine = range(index, len(paths), count)
-    return [paths[i] for i in mine], sum(lengths[i] for i in mine)
+    return [paths[i] for i in mine], [starts[i] for i in mine], [lengths[i] for i in mine]
+
+
+def shard(builder, split: str, index: int, count: int) -> tuple[list[str], int]:
+    """Process `index` of `count`: its files (every count-th from index) and their examples."""
+    files, _, lengths = shard_layout(builder, split, index, count)
+    return files, sum(lengths)
 
 
 def shard_examples(builder, split: str, count: int) -> tuple[int, ...]:
@@ -127,7 +137,7 @@ def check_files(paths, index: int) -> None:
         )
 
 
-def _parser(tf, builder):
+def record_parser(tf, builder):
     """serialized record -> (encoded image bytes, int32 label), through tfds's own features."""
     tfds = load_tfds()
     features = builder.info.features
@@ -204,18 +214,14 @@ def train_batches(
             f"{data.train_split!r}; make it smaller"
         )
     start_epoch, offset = divmod(int(start_step), steps)
-    records = _epoch_records(tf, files, data, seed, index, steps * per_process)
-    first = tf.constant(start_epoch, tf.int64)
-
-    @tf.autograph.experimental.do_not_convert
-    def epoch_stream(epoch):
-        ds = records(epoch).enumerate()  # (position in the epoch, record)
-        skip = tf.where(epoch == first, tf.constant(offset * per_process, tf.int64), 0)
-        return ds.skip(skip).map(lambda pos, rec: (epoch, pos, rec))
-
+    keys = (augment.key(seed, 3, index), augment.key(seed, 4, index))
+    records = epoch_records(tf, files, data, steps * per_process, keys=keys)
+    # (epoch, position in the epoch, record)
+    ds = epochs_from(
+        tf, lambda epoch: records(epoch).enumerate(), start_epoch, offset * per_process
+    )
     make = _example_maker(tf, data, builder, seed, index, count, stats)
     size = int(data.image_size)
-    ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_stream)
     ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(per_process, drop_remainder=True).map(
         lambda x, y: (
@@ -227,26 +233,43 @@ def train_batches(
         yield {"image": x, "label": y}
 
 
-def _epoch_records(tf, files, data, seed: int, index: int, take: int):
-    """epoch -> this process's records of that epoch: files permuted, then a bounded shuffle."""
-    file_key = augment.key(seed, 3, index)
-    shuffle_key = augment.key(seed, 4, index)
+def epochs_from(tf, records, start_epoch: int, skip: int):
+    """Every epoch's elements of `records(epoch)` from `start_epoch` on, as (epoch, *element),
+    the first `skip` of `start_epoch` left out: a resumed stream read on from where it was."""
+    first = tf.constant(start_epoch, tf.int64)
+
+    @tf.autograph.experimental.do_not_convert
+    def epoch_stream(epoch):
+        left_out = tf.where(epoch == first, tf.constant(skip, tf.int64), 0)
+        return records(epoch).skip(left_out).map(lambda *element: (epoch, *element))
+
+    return tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch_stream)
+
+
+def epoch_records(tf, files, data, take: int, *, keys: tuple[int, int], starts=None):
+    """epoch -> this process's records of that epoch: files permuted, then a bounded shuffle,
+    seeded by `keys` (file order, shuffle) and the epoch. With `starts` (each file's first
+    index in the whole split) a record comes as (its index in the split, record)."""
+    file_key, shuffle_key = keys
     buffer = int(data.shuffle_buffer)
     paths = tf.constant(files)
+    firsts = tf.constant([0] * len(files) if starts is None else list(starts), tf.int64)
     cycle = min(len(files), _MAX_CYCLE)
+
+    def read(path, first):
+        ds = tf.data.TFRecordDataset(path, buffer_size=8 << 20)
+        return ds if starts is None else ds.enumerate(first)
 
     @tf.autograph.experimental.do_not_convert
     def records(epoch):
         noise = tf.random.stateless_uniform(
             [len(files)], seed=tf.stack([tf.constant(file_key, tf.int64), epoch])
         )
-        order = tf.gather(paths, tf.argsort(noise, stable=True))
-        ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-            lambda path: tf.data.TFRecordDataset(path, buffer_size=8 << 20),
-            cycle_length=cycle,
-            block_length=1,
-            num_parallel_calls=cycle,
-            deterministic=True,
+        order = tf.argsort(noise, stable=True)
+        ds = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(paths, order), tf.gather(firsts, order))
+        ).interleave(
+            read, cycle_length=cycle, block_length=1, num_parallel_calls=cycle, deterministic=True
         )
         seed_t = tf.bitwise.bitwise_xor(tf.constant(shuffle_key, tf.int64), epoch * 1_000_003)
         return ds.shuffle(buffer, seed=seed_t, reshuffle_each_iteration=False).take(take)
@@ -256,7 +279,7 @@ def _epoch_records(tf, files, data, seed: int, index: int, take: int):
 
 def _example_maker(tf, data, builder, seed: int, index: int, count: int, stats):
     """(epoch, position, record) -> (normalised image, label), keyed for exact rebuilding."""
-    parse = _parser(tf, builder)
+    parse = record_parser(tf, builder)
     mean, scale = augment.normalisation(*stats)
     aug_key = augment.key(seed, 2)
     size, crop, flip = int(data.image_size), data.crop, bool(data.flip)

@@ -1,5 +1,7 @@
 """The training and evaluation iterators the trainer reads: in memory (data/in_memory.py) for
-splits that fit, streamed from this process's files (data/file_stream.py) for large ones.
+splits that fit, streamed from this process's files (data/file_stream.py) for large ones; and
+the same two paths for the unlabelled images of semi-supervised runs (data/unlabelled.py,
+data/unlabelled_stream.py).
 
 Both paths yield [local devices, per device, S, S, 3] batches that are a pure function of
 (seed, step), and evaluation batches padded with a mask so every example counts once.
@@ -11,7 +13,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from senet_jax.data import file_stream, folder, in_memory, sources, unlabelled
+from senet_jax.data import (
+    file_stream,
+    folder,
+    in_memory,
+    sources,
+    unlabelled,
+    unlabelled_stream,
+)
 from senet_jax.data.batching import process_layout
 from senet_jax.data.dataset_info import DatasetInfo
 from senet_jax.data.in_memory import VALIDATION
@@ -56,6 +65,10 @@ def iterator_identity(data, info: DatasetInfo) -> dict:
         "train_split": str(data.train_split),
         "streamed": bool(info.streamed),
         "processes": len(info.shard_examples) if info.streamed else None,
+        "unlabelled_streamed": bool(info.unlabelled_streamed),
+        "unlabelled_processes": (
+            len(info.unlabelled_shard_examples) if info.unlabelled_streamed else None
+        ),
     }
 
 
@@ -99,11 +112,15 @@ def unlabelled_batches(
     local_devices=None,
 ) -> Iterator[dict]:
     """Semi-supervised runs' second stream: `batch_size` unlabelled images a global step in a
-    weak and a strong view, a pure function of (seed, step) (data/unlabelled.py)."""
+    weak and a strong view, a pure function of (seed, step): held in memory
+    (data/unlabelled.py) or, for a named split too big for it, streamed from this process's
+    files (data/unlabelled_stream.py)."""
     layout = process_layout(batch_size, process_index, process_count, local_devices)
-    return unlabelled.unlabelled_batches(
+    builder = sources.prepared_builder(data)
+    path = unlabelled_stream if unlabelled_stream.is_streamed(data, builder) else unlabelled
+    return path.unlabelled_batches(
         data,
-        sources.prepared_builder(data),
+        builder,
         batch_size=batch_size,
         seed=seed,
         start_step=start_step,

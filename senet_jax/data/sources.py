@@ -21,6 +21,7 @@ from senet_jax.data import (
     statistics,
     stl10_prepare,
     unlabelled,
+    unlabelled_stream,
 )
 from senet_jax.data.availability import can_reach, unavailable
 from senet_jax.data.dataset_info import DatasetInfo, num_examples
@@ -117,12 +118,18 @@ def get_dataset_info(data) -> DatasetInfo:
 
 def _semi_supervised_sizes(data, builder) -> dict:
     """DatasetInfo's labelled-subset size and unlabelled count, where the config sets them
-    (a ValueError names data.labels_per_class when a class has too few images)."""
+    (a ValueError names data.labels_per_class when a class has too few images), and whether
+    the unlabelled split streams, with each process's share."""
     sizes = {}
     if data.get("labels_per_class") is not None or data.get("labelled_fold") is not None:
         sizes["num_train_examples"] = len(in_memory.training_partition(data, builder)[1][0])
     if data.get("unlabelled_split") is not None:
         sizes["num_unlabelled_examples"] = unlabelled.num_unlabelled(data, builder)
+    if unlabelled_stream.is_streamed(data, builder):
+        import jax
+
+        shards = unlabelled_stream.shard_examples(data, builder, jax.process_count())
+        sizes.update(unlabelled_streamed=True, unlabelled_shard_examples=shards)
     return sizes
 
 
