@@ -188,3 +188,22 @@ def test_an_unlabelled_split_over_max_cache_bytes_streams_and_is_recorded(tmp_pa
     again = run(ssl_command(workdir, archive, data_dir, **held), compile_cache)
     assert again.returncode == 2
     assert "unlabelled_streamed=True, this run has unlabelled_streamed=False" in again.stderr
+
+
+def test_analyze_reads_a_semi_supervised_run_through_its_ema_weights(uninterrupted, caplog):
+    """python -m senet_jax.analyze on a FixMatch run: the excitations of the EMA weights, the
+    ones results.json's test_accuracy (not test_accuracy_raw) was measured with."""
+    from senet_jax import analyze
+
+    workdir, _ = uninterrupted
+    with caplog.at_level("INFO"):
+        assert (
+            analyze.main(["--workdir", workdir, "--checkpoint", "latest", "--split", "test"]) == 0
+        )
+    assert any("using its EMA weights" in r.getMessage() for r in caplog.records)
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    folder = os.path.join(workdir, "analysis", f"test-{STEPS}")
+    with open(os.path.join(folder, "analysis.json")) as f:
+        summary = json.load(f)
+    assert summary["accuracy"] == pytest.approx(results["test_accuracy"], abs=1e-6)
