@@ -26,7 +26,9 @@ The presets (default "full"):
   regularisation that pays over 200 epochs costs accuracy over 8.
 - "fixmatch": FixMatch (Sohn et al. 2020) with 4,000 labels (400 a class, data.labels_seed)
   and the other 41,000 training images unlabelled ("rest"; 5,000 stay held out), with
-  configs/stl10_fixmatch.py's settings: threshold 0.95, mu 7, lambda_u 1, EMA 0.999,
+  configs/stl10_fixmatch.py's settings: threshold 0.95, mu 7, lambda_u 1, EMA 0.999
+  (warmed up, semi_supervised/ema.py: without that, 500 steps would leave 61% of the random
+  initialisation in the average),
   RandAugment then cutout 16 px on the strong view only, lr 0.03 without warmup, 64 labelled
   images a step; no dropout or label smoothing, as "budget". The run is total_steps=500
   steps whatever num_epochs says, so ssl.method=none (the sweep's baseline) trains on the

@@ -154,7 +154,7 @@ def ssl_train_step(
         params=params,
         batch_stats=batch_stats,
         opt_state=opt_state,
-        ema_params=ema.update_ema(state.ema_params, params, ema_decay),
+        ema_params=ema.update_ema(state.ema_params, params, ema_decay, state.step),
         pseudo_record=record,
     )
     return new_state, metrics
