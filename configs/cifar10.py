@@ -44,9 +44,11 @@ The presets (default "full"):
   step, 500 steps and evaluation in about an hour. 500 steps are 5.5 passes over the
   unlabelled images and 8 over the labelled ones: far from FixMatch's 2**20 steps.
 
-Expected result ("budget", measured on a 2-core AMD EPYC CPU, seed 0 so far; the README's
-CIFAR-10 table has the rest as the sweep finishes): mobilenet_v1 77.47%, se_mobilenet_v1
-77.41% test accuracy after 8 epochs, 35-45 minutes a run on an idle machine.
+Expected result ("budget", measured over seeds 0, 1, 2 on a 2-core AMD EPYC CPU with the
+JPEG folders, main at 5088711): mobilenet_v1 77.25% test accuracy (77.47, 77.18, 77.10),
+se_mobilenet_v1 77.43% (77.41, 77.18, 77.71); the paired SE gain +0.18 pp, 95% interval
+-0.74 to +1.10, so no gain is resolved at 8 epochs. A run takes 31 minutes on a quiet
+machine (200 img/s), up to an hour when it shares the CPU; peak RSS 5.0-5.7 GB.
 Published full-length figures for scale, theirs and not ours: ResNet-18 about 95% after 200
 epochs; the SE paper's CIFAR-10 errors ResNet-110 6.37% -> SE 5.21%,
 ResNet-164 5.46% -> 4.39%, WRN-16-8 4.27% -> 3.88%.
