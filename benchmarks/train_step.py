@@ -112,6 +112,13 @@ def parse_args(argv=None):
         default="none",
         help="config.rematerialize: what the backward keeps (senet_jax/remat.py)",
     )
+    p.add_argument(
+        "--microbatch-size",
+        type=int,
+        default=None,
+        help="config.microbatch_size: the most images (labelled ones with --ssl) one forward "
+        "and backward pass takes; a larger batch is computed in equal parts (default: whole)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation-step timing")
     p.add_argument(
         "--no-host-memory-reuse",
@@ -131,9 +138,21 @@ def parse_args(argv=None):
         help="with --ssl: mu, unlabelled images per labelled one (default: the config's)",
     )
     a = p.parse_args(argv)
-    for name in ("batch_size", "image_size", "steps", "repeats", "unlabelled_ratio"):
+    for name in (
+        "batch_size",
+        "image_size",
+        "steps",
+        "repeats",
+        "unlabelled_ratio",
+        "microbatch_size",
+    ):
         if getattr(a, name) is not None and getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not steps.microbatch_count(a.batch_size, a.microbatch_size):
+        p.error(
+            f"--batch-size {a.batch_size} does not split into equal parts of at most "
+            f"--microbatch-size {a.microbatch_size}"
+        )
     if a.warmup < 0:
         p.error("--warmup must be at least 0")
     if a.unlabelled_ratio is not None and a.ssl == "none":
@@ -166,6 +185,7 @@ def make_config(a):
     if a.stem_strides is not None:
         c.model.stem_strides = a.stem_strides
     c.rematerialize = a.rematerialize
+    c.microbatch_size = a.microbatch_size
     return c
 
 
@@ -216,6 +236,7 @@ def _supervised_step(config, state, labelled):
             steps.train_step,
             label_smoothing=config.optim.label_smoothing,
             rematerialize=config.rematerialize,
+            microbatches=steps.microbatch_count(config.batch_size, config.microbatch_size),
         ),
         donate_argnums=0,
     )
@@ -244,6 +265,7 @@ def _ssl_step(config, state, labelled, rng):
         "label": jnp.full((n,), -1, jnp.int32),
     }
     options = ssl_settings.step_options(config)
+    options["microbatches"] = steps.microbatch_count(config.batch_size, config.microbatch_size)
 
     def train_step(s, batch):
         return ssl_step.ssl_train_step(s, batch["labelled"], batch["unlabelled"], **options)
@@ -324,6 +346,8 @@ def run(a):
         "final_loss": float(metrics["loss"]),
         "host_memory_reused": host_memory_reused,
         "rematerialize": config.rematerialize,
+        "microbatch_size": config.microbatch_size,
+        "microbatches": steps.microbatch_count(config.batch_size, config.microbatch_size),
         "train_step_temp_bytes": temp_bytes,
         "ssl": a.ssl,
     }

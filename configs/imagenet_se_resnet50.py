@@ -56,6 +56,7 @@ def get_config():
     c.optim.label_smoothing = 0.0
 
     c.batch_size = 1024
+    c.microbatch_size = None  # each accelerator computes its share whole (BatchNorm over it)
     c.num_epochs = 100
     c.half_precision = True
     c.log_every_steps = 100

@@ -22,6 +22,8 @@ Where each choice comes from (FixMatch, Sohn et al. 2020, section 4 and appendix
 - no label smoothing and no dropout: the paper uses neither.
 - num_epochs counts passes over the 100,000 unlabelled images: 4,700 is the paper's 2**20
   steps of 448 unlabelled images.
+- microbatch_size 8: each step in 8 parts of 8 labelled and 112 unlabelled images, so that it
+  fits a 16 GB machine; BatchNorm then normalises each part's three kinds together.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.label_smoothing = 0.0
 
     c.batch_size = 64  # labelled images per step; the unlabelled batch is 7 times it
+    # 64 labelled + 896 unlabelled images at 96x96 in one pass need 35.8 GB of XLA temporaries
+    # on CPU; parts of 8 labelled + 112 unlabelled need 4.5 GB (compiled memory analysis,
+    # benchmarks/RESULTS.md). On an accelerator with memory to spare: --config.microbatch_size=64.
+    c.microbatch_size = 8
     c.num_epochs = 4_700  # passes over the unlabelled images
     c.eval_every_epochs = 10
     return c

@@ -13,7 +13,7 @@ import tempfile
 
 import jax
 
-from senet_jax import remat
+from senet_jax import remat, steps
 
 
 class ConfigError(ValueError):
@@ -112,6 +112,8 @@ def _validate_run(config, devices: int) -> None:
         _check_positive(config, "total_steps", int)
     _check_positive(config, "eval_every_epochs")
     _check_choice(config, "rematerialize", remat.POLICIES)
+    if config.get("microbatch_size") is not None:
+        _check_positive(config, "microbatch_size", int)
     if config.rematerialize != "none" and config.ssl.method != "none":
         _fail(
             "rematerialize",
@@ -125,6 +127,17 @@ def _validate_run(config, devices: int) -> None:
             f"{config.batch_size} does not divide evenly over {devices} devices "
             f"({jax.process_count()} process(es)); use a multiple of {devices}, "
             f"e.g. --config.batch_size={fix}",
+        )
+    per_device, size = config.batch_size // devices, config.get("microbatch_size")
+    if not steps.microbatch_count(per_device, size):
+        parts = next(
+            k for k in range(-(-per_device // size), per_device + 1) if per_device % k == 0
+        )
+        _fail(
+            "microbatch_size",
+            f"the {per_device} images each of {devices} device(s) takes do not split into "
+            f"equal parts of at most {size}; use --config.microbatch_size={per_device // parts} "
+            f"({parts} parts) or another batch_size",
         )
 
 

@@ -7,6 +7,7 @@ assumes a backend or a device count.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -76,25 +77,13 @@ def _all_finite(tree) -> jnp.ndarray:
     return jnp.isfinite(sum(jnp.sum(x - x) for x in jax.tree.leaves(tree)))
 
 
-def train_step(
-    state: TrainState,
-    batch: dict[str, jnp.ndarray],
-    *,
-    label_smoothing: float = 0.0,
-    axis_name: str | None = None,
-    rematerialize: str = "none",
-) -> tuple[TrainState, dict[str, jnp.ndarray]]:
-    """One SGD step; with `axis_name`, gradients and metrics are averaged over that axis.
-
-    `rematerialize` names a senet_jax.remat policy: what the backward keeps of the forward."""
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    if axis_name is not None:  # a different dropout mask on every device
-        key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-    images, labels = batch["image"], batch["label"]
+def _gradients(state, batch_stats, batch, key, label_smoothing, rematerialize):
+    """Loss, correct predictions, gradients and updated BatchNorm statistics of one batch."""
+    images, labels = batch
 
     def forward(params, key):
         return state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats},
+            {"params": params, "batch_stats": batch_stats},
             images,
             train=True,
             mutable=["batch_stats"],
@@ -108,8 +97,80 @@ def train_step(
         loss = optax.softmax_cross_entropy(logits, targets).mean()
         return loss, (logits, updates["batch_stats"])
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}
+    (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    correct = jnp.sum(jnp.argmax(logits, -1) == labels)
+    return loss, correct, grads, new_stats
+
+
+def accumulate_gradients(gradients_of, batch, batch_stats, key, microbatches: int = 1):
+    """`gradients_of(batch_stats, part, key) -> (loss, aux, grads, new_batch_stats)` over
+    `microbatches` equal parts of `batch` (every leaf split on its leading axis), one after
+    another (lax.scan): the backward's temporaries shrink with the part, not the batch.
+
+    BatchNorm normalises each part on its own, as devices without cross-device statistics
+    would, and its running averages are updated part after part. Returns the mean of the
+    parts' losses and gradients, their `aux` stacked on a new leading axis, and the statistics
+    after the last part. One part is `gradients_of` itself, with the key as given."""
+    if microbatches == 1:
+        loss, aux, grads, batch_stats = gradients_of(batch_stats, batch, key)
+        return loss, jax.tree.map(lambda x: x[None], aux), grads, batch_stats
+    parts = jax.tree.map(lambda x: x.reshape(microbatches, -1, *x.shape[1:]), batch)
+
+    def part(carry, xs):
+        loss_sum, grad_sum, stats = carry
+        part_batch, index = xs
+        loss, aux, grads, new_stats = gradients_of(
+            stats, part_batch, jax.random.fold_in(key, index)
+        )
+        # The carry keeps its dtypes (a float64 or bfloat16 computation may return others).
+        stats = jax.tree.map(lambda new, old: new.astype(old.dtype), new_stats, stats)
+        return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads), stats), aux
+
+    # The sums start at zeros of the types one part returns (they follow the compute dtype).
+    first = jax.tree.map(lambda x: x[0], parts)
+    loss_type, _, grad_types, _ = jax.eval_shape(lambda: gradients_of(batch_stats, first, key))
+    zeros = jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype), (loss_type, grad_types))
+    (loss_sum, grad_sum, batch_stats), aux = jax.lax.scan(
+        part, (*zeros, batch_stats), (parts, jnp.arange(microbatches))
+    )
+    grads = jax.tree.map(lambda g: g / microbatches, grad_sum)
+    return loss_sum / microbatches, aux, grads, batch_stats
+
+
+def microbatch_count(per_device_batch: int, microbatch_size: int | None) -> int:
+    """Equal parts a device's batch is computed in: the fewest of at most `microbatch_size`
+    images (None: one). 0 where no such equal split exists (config validation says so)."""
+    if microbatch_size is None or per_device_batch <= microbatch_size:
+        return 1
+    parts = -(-per_device_batch // microbatch_size)
+    return parts if per_device_batch % parts == 0 else 0
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jnp.ndarray],
+    *,
+    label_smoothing: float = 0.0,
+    axis_name: str | None = None,
+    rematerialize: str = "none",
+    microbatches: int = 1,
+) -> tuple[TrainState, dict[str, jnp.ndarray]]:
+    """One SGD step; with `axis_name`, gradients and metrics are averaged over that axis.
+
+    `rematerialize` names a senet_jax.remat policy: what the backward keeps of the forward.
+    `microbatches` > 1 computes the gradient in that many parts of the (per-device) batch."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    if axis_name is not None:  # a different dropout mask on every device
+        key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+    images, labels = batch["image"], batch["label"]
+    gradients_of = functools.partial(
+        _gradients, state, label_smoothing=label_smoothing, rematerialize=rematerialize
+    )
+    loss, correct, grads, batch_stats = accumulate_gradients(
+        gradients_of, (images, labels), state.batch_stats, key, microbatches
+    )
+    correct = jnp.sum(correct)
+    metrics = {"loss": loss, "accuracy": correct / labels.shape[0]}
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
         metrics = jax.lax.pmean(metrics, axis_name)

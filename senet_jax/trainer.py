@@ -52,11 +52,26 @@ def is_semi_supervised(config) -> bool:
     return config.get("ssl") is not None and config.ssl.method != "none"
 
 
+def microbatches(config) -> int:
+    """Parts each device computes its share of a step's batch in (config.microbatch_size)."""
+    per_device = config.batch_size // jax.device_count()
+    return steps.microbatch_count(per_device, config.get("microbatch_size"))
+
+
 def pmapped_steps(config):
     """The one place that distributes the steps: pmap over all devices of all processes.
     A semi-supervised step takes {"labelled": ..., "unlabelled": ...} batches."""
+    parts = microbatches(config)
+    if parts > 1:
+        per_device = config.batch_size // jax.device_count()
+        log.info(
+            "each device computes its %d images in %d parts of %d (config.microbatch_size)",
+            per_device,
+            parts,
+            per_device // parts,
+        )
     if is_semi_supervised(config):
-        options = settings.step_options(config)
+        options = {**settings.step_options(config), "microbatches": parts}
 
         def train_step(state, batch):
             return ssl_step.ssl_train_step(
@@ -68,6 +83,7 @@ def pmapped_steps(config):
             label_smoothing=config.optim.label_smoothing,
             axis_name=AXIS,
             rematerialize=config.rematerialize,
+            microbatches=parts,
         )
     p_train = jax.pmap(train_step, axis_name=AXIS, donate_argnums=(0,))
     p_eval = jax.pmap(functools.partial(steps.eval_step, axis_name=AXIS), axis_name=AXIS)

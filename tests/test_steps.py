@@ -6,9 +6,11 @@ import functools
 
 import chex
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from config_utils import configure
 from flax import jax_utils
@@ -180,6 +182,27 @@ def test_eval_metrics_adds_batches_exactly_then_divides():
     assert metrics["confusion"].tolist() == [[2, 0], [1, 1]]
 
 
+def _float64_state(bn_axis_name=None, learning_rate=0.05):
+    """SE-MobileNetV1 at width 0.25 computed in float64: comparisons of steps taken different
+    ways can then be tight (in float32, BatchNorm over tiny batches amplifies rounding)."""
+    config = small_config(batch_size=16, learning_rate=learning_rate, warmup_epochs=0)
+    model = create_model(
+        "se_mobilenet_v1",
+        num_classes=10,
+        width_multiplier=0.25,
+        stem_strides=1,
+        bn_axis_name=bn_axis_name,
+        dtype=jnp.float64,
+        param_dtype=jnp.float64,
+    )
+    return steps.create_train_state(model, make_tx(config), jax.random.key(0), (32, 32, 3))
+
+
+def _float64_batch(n, seed=0):
+    b = learnable_batch(n, seed=seed)
+    return {"image": b["image"].astype(np.float64), "label": b["label"]}
+
+
 def test_eight_devices_and_one_device_give_the_same_parameters():
     """Same global batch: pmean'd gradients and cross-device BatchNorm equal the 1-device step.
 
@@ -188,25 +211,9 @@ def test_eight_devices_and_one_device_give_the_same_parameters():
     force a tolerance too loose to tell a real bug.
     """
     assert jax.local_device_count() == 8
-    config = small_config(batch_size=16, learning_rate=0.01, warmup_epochs=0)
     with jax.enable_x64(True):
-
-        def state_for(axis_name):
-            model = create_model(
-                "se_mobilenet_v1",
-                num_classes=10,
-                width_multiplier=0.25,
-                stem_strides=1,
-                bn_axis_name=axis_name,
-                dtype=jnp.float64,
-                param_dtype=jnp.float64,
-            )
-            return steps.create_train_state(model, make_tx(config), jax.random.key(0), (32, 32, 3))
-
-        def batch(seed):
-            b = learnable_batch(16, seed=seed)
-            return {"image": b["image"].astype(np.float64), "label": b["label"]}
-
+        state_for = functools.partial(_float64_state, learning_rate=0.01)
+        batch = functools.partial(_float64_batch, 16)
         shard = lambda b: jax.tree.map(lambda x: x.reshape(8, 2, *x.shape[1:]), b)
         step1 = jax.jit(steps.train_step)
         step8 = jax.pmap(functools.partial(steps.train_step, axis_name=AXIS), axis_name=AXIS)
@@ -288,3 +295,114 @@ def test_every_attention_kind_trains_a_step(name, kind):
         old_stats, new_stats = state.batch_stats[unit][kind], new.batch_stats[unit][kind]
         pairs = zip(jax.tree.leaves(old_stats), jax.tree.leaves(new_stats))
         assert any(bool(jnp.any(a != b)) for a, b in pairs)
+
+
+class TinyNet(nn.Module):
+    """Conv, BatchNorm (cross-device with `axis_name`), dense: what a step needs of a model,
+    compiled in seconds (the steps are the same for every registry model)."""
+
+    axis_name: str | None = None
+    dtype: jnp.dtype = jnp.float32
+    dropout: float = 0.0  # 0 where devices are compared: each device draws its own mask
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+        x = nn.Conv(8, (3, 3), strides=2, dtype=self.dtype, param_dtype=self.dtype)(x)
+        x = nn.BatchNorm(
+            use_running_average=not train,
+            momentum=0.9,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            param_dtype=self.dtype,
+        )(x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
+        return nn.Dense(10, dtype=self.dtype, param_dtype=self.dtype)(x.mean(axis=(1, 2)))
+
+
+def _tiny_float64_state():
+    tx = optax.sgd(0.1, momentum=0.9)
+    model = TinyNet(dtype=jnp.float64)
+    return steps.create_train_state(model, tx, jax.random.key(0), (16, 16, 3))
+
+
+def _tiny_float64_batch(n, seed=0):
+    b = learnable_batch(n, size=16, seed=seed)
+    return {"image": b["image"].astype(np.float64), "label": b["label"]}
+
+
+def test_microbatches_equal_devices_that_normalise_their_own_share():
+    """Two parts of one batch give the step two devices give when each normalises its own
+    half and gradients are averaged: the same loss and the same parameters."""
+    two = jax.devices()[:2]
+    with jax.enable_x64(True):
+        batch = _tiny_float64_batch(16)
+        step_parts = jax.jit(functools.partial(steps.train_step, microbatches=2))
+        parts_state, parts_metrics = step_parts(_tiny_float64_state(), batch)
+        step_devices = jax.pmap(
+            functools.partial(steps.train_step, axis_name=AXIS), axis_name=AXIS, devices=two
+        )
+        replicated = jax_utils.replicate(_tiny_float64_state(), devices=two)
+        halves = jax.tree.map(lambda x: x.reshape(2, 8, *x.shape[1:]), batch)
+        devices_state, devices_metrics = step_devices(replicated, halves)
+        for name in ("loss", "accuracy"):
+            np.testing.assert_allclose(parts_metrics[name], devices_metrics[name][0], rtol=1e-9)
+        chex.assert_trees_all_close(
+            parts_state.params, jax_utils.unreplicate(devices_state).params, rtol=1e-8, atol=1e-10
+        )
+        whole_state, _ = jax.jit(steps.train_step)(_tiny_float64_state(), batch)
+        differences = jax.tree.map(
+            lambda a, b: float(jnp.max(jnp.abs(a - b))), parts_state.params, whole_state.params
+        )
+        assert max(jax.tree.leaves(differences)) > 1e-6  # per-part BatchNorm is not the whole's
+
+
+def test_microbatches_update_the_running_averages_part_after_part():
+    """The same half twice: the gradient of that half alone, and BatchNorm's running averages
+    moved twice towards its statistics (momentum m: s -> m s + (1 - m) mu, twice)."""
+    m = 0.9  # TinyNet's BatchNorm momentum
+    with jax.enable_x64(True):
+        half = _tiny_float64_batch(8)
+        twice = jax.tree.map(lambda x: np.concatenate([x, x]), half)
+        start = _tiny_float64_state()
+        once_state, once_metrics = jax.jit(steps.train_step)(start, half)
+        parts_state, parts_metrics = jax.jit(functools.partial(steps.train_step, microbatches=2))(
+            _tiny_float64_state(), twice
+        )
+        np.testing.assert_allclose(parts_metrics["loss"], once_metrics["loss"], rtol=1e-12)
+        chex.assert_trees_all_close(parts_state.params, once_state.params, rtol=1e-10, atol=1e-12)
+        expected = jax.tree.map(
+            lambda s, s1: s1 + m * (s1 - s), start.batch_stats, once_state.batch_stats
+        )
+        # The running averages keep the state's float32 between parts: float32's tolerance.
+        chex.assert_trees_all_close(parts_state.batch_stats, expected, rtol=1e-6, atol=1e-9)
+        moved = jax.tree.map(
+            lambda a, b: float(jnp.max(jnp.abs(a - b))), expected, start.batch_stats
+        )
+        assert max(jax.tree.leaves(moved)) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "per_device, size, parts",
+    [
+        (128, None, 1),
+        (128, 128, 1),
+        (16, 64, 1),
+        (128, 64, 2),
+        (96, 64, 2),
+        (128, 40, 4),
+        (7, 3, 0),
+    ],
+)
+def test_microbatch_count_is_the_fewest_equal_parts_that_fit(per_device, size, parts):
+    assert steps.microbatch_count(per_device, size) == parts
+
+
+def test_microbatches_shrink_the_steps_temporaries():
+    state = steps.create_train_state(TinyNet(), optax.sgd(0.1), jax.random.key(0), (16, 16, 3))
+    batch = learnable_batch(64, size=16)
+    temporaries = {}
+    for parts in (1, 4):
+        step = jax.jit(functools.partial(steps.train_step, microbatches=parts), donate_argnums=0)
+        analysis = step.lower(state, batch).compile().memory_analysis()
+        temporaries[parts] = analysis.temp_size_in_bytes
+    assert temporaries[4] < 0.5 * temporaries[1], temporaries

@@ -143,6 +143,16 @@ def test_total_steps_sets_the_run_length_whatever_num_epochs(compile_cache, tmp_
     assert checkpoint_steps(workdir)[-1] == 8
 
 
+def test_microbatches_train_a_run_and_say_so(compile_cache, tmp_path):
+    """16 images over 8 devices, at most 1 a pass: each device's 2 in 2 parts."""
+    workdir = str(tmp_path / "parts")
+    proc = run_train(workdir, compile_cache, total_steps=4, warmup_epochs=0, microbatch_size=1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "computes its 2 images in 2 parts of 1 (config.microbatch_size)" in proc.stderr
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["train_steps"] == 4
+
+
 def test_a_warmup_longer_than_total_steps_is_one_line_exit_2(compile_cache, tmp_path):
     workdir = str(tmp_path / "short")
     proc = run_train(workdir, compile_cache, total_steps=3, warmup_epochs=1)

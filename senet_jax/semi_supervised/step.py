@@ -10,6 +10,7 @@ pseudo-label loss. With `axis_name`, gradients and metrics are averaged over tha
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -40,14 +41,16 @@ def create_state(
     )
 
 
-def _loss_fn(state, labelled, unlabelled, key, *, method, threshold, weight, label_smoothing):
-    """params -> (loss, aux): one forward over concat(labelled, weak, strong)."""
-    n_labelled, n_unlabelled = labelled["image"].shape[0], unlabelled["weak"].shape[0]
-    images = jnp.concatenate([labelled["image"], unlabelled["weak"], unlabelled["strong"]])
+def _gradients(state, batch_stats, part, key, *, method, threshold, weight, label_smoothing):
+    """(loss, aux, grads, new batch statistics) of one forward over concat(labelled, weak,
+    strong); `part` = (labelled images, their labels, weak views, strong views)."""
+    labelled_images, labels, weak_images, strong_images = part
+    n_labelled, n_unlabelled = labelled_images.shape[0], weak_images.shape[0]
+    images = jnp.concatenate([labelled_images, weak_images, strong_images])
 
     def loss_fn(params):
         logits, updates = state.apply_fn(
-            {"params": params, "batch_stats": state.batch_stats},
+            {"params": params, "batch_stats": batch_stats},
             images,
             train=True,
             mutable=["batch_stats"],
@@ -58,24 +61,33 @@ def _loss_fn(state, labelled, unlabelled, key, *, method, threshold, weight, lab
         labelled_logits = logits[:n_labelled]
         weak = logits[n_labelled : n_labelled + n_unlabelled]
         strong = logits[n_labelled + n_unlabelled :]
-        targets = jax.nn.one_hot(labelled["label"], num_classes)
-        targets = optax.smooth_labels(targets, label_smoothing)
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
         labelled_loss = optax.softmax_cross_entropy(labelled_logits, targets).mean()
         bar = threshold
         if method == "flexmatch":
             bar = flexmatch.class_thresholds(state.pseudo_record, num_classes, threshold)
         pseudo = pseudo_label(weak, bar)
         unlabelled_loss = masked_unlabelled_loss(strong, pseudo)
-        aux = (labelled_logits, pseudo, labelled_loss, unlabelled_loss, bar, updates)
-        return labelled_loss + weight * unlabelled_loss, aux
+        aux = (labelled_logits, pseudo, labelled_loss, unlabelled_loss, jnp.asarray(bar))
+        return labelled_loss + weight * unlabelled_loss, (aux, updates["batch_stats"])
 
-    return loss_fn
+    (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return loss, aux, grads, new_stats
+
+
+def _merged(aux):
+    """The parts' stacked aux as one batch's: logits and pseudo-labels in batch order, the
+    losses averaged (equal parts), the thresholds (the same in every part) once."""
+    labelled_logits, pseudo, labelled_loss, unlabelled_loss, bar = aux
+    flat = lambda x: x.reshape(-1, *x.shape[2:])
+    pseudo = jax.tree.map(flat, pseudo)
+    return flat(labelled_logits), pseudo, labelled_loss.mean(), unlabelled_loss.mean(), bar[0]
 
 
 def _metrics(loss, aux, labelled, unlabelled, axis_name) -> dict[str, jnp.ndarray]:
     """Means over the global batch; pseudo-label accuracy over the used (masked) unlabelled
     images whose true label is known (>= 0), 0 while there are none."""
-    labelled_logits, pseudo, labelled_loss, unlabelled_loss, bar, _ = aux
+    labelled_logits, pseudo, labelled_loss, unlabelled_loss, bar = aux
     metrics = {
         "loss": loss,
         "labelled_loss": labelled_loss,
@@ -99,6 +111,20 @@ def _metrics(loss, aux, labelled, unlabelled, axis_name) -> dict[str, jnp.ndarra
     return metrics
 
 
+def _recorded(record, method, unlabelled, pseudo, threshold, axis_name):
+    """FlexMatch's record after this step's predictions; FixMatch keeps none."""
+    if method != "flexmatch":
+        return record
+    return flexmatch.record_predictions(
+        record,
+        unlabelled["index"],
+        pseudo.label,
+        pseudo.confidence,
+        threshold,
+        axis_name=axis_name,
+    )
+
+
 def ssl_train_step(
     state: SemiSupervisedState,
     labelled: dict[str, jnp.ndarray],
@@ -110,41 +136,35 @@ def ssl_train_step(
     ema_decay: float = 0.0,
     label_smoothing: float = 0.0,
     axis_name: str | None = None,
+    microbatches: int = 1,
 ) -> tuple[SemiSupervisedState, dict[str, jnp.ndarray]]:
     """`labelled`: image [B, H, W, C], label [B]. `unlabelled`: weak and strong [mu*B, H, W, C],
     index [mu*B] (global unlabelled-image indices; FlexMatch needs them) and optionally label
-    [mu*B] (-1 where unknown) for the pseudo-label accuracy metric."""
+    [mu*B] (-1 where unknown) for the pseudo-label accuracy metric. `microbatches` > 1
+    computes the gradient in that many parts, each with its share of all three
+    (steps.accumulate_gradients)."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if axis_name is not None:  # a different dropout mask on every device
         key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-    loss_fn = _loss_fn(
+    gradients_of = functools.partial(
+        _gradients,
         state,
-        labelled,
-        unlabelled,
-        key,
         method=method,
         threshold=threshold,
         weight=weight,
         label_smoothing=label_smoothing,
     )
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    part = (labelled["image"], labelled["label"], unlabelled["weak"], unlabelled["strong"])
+    loss, aux, grads, batch_stats = steps.accumulate_gradients(
+        gradients_of, part, state.batch_stats, key, microbatches
+    )
+    aux = _merged(aux)
     metrics = _metrics(loss, aux, labelled, unlabelled, axis_name)
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    batch_stats = aux[-1]["batch_stats"]
-    record = state.pseudo_record
-    if method == "flexmatch":
-        pseudo = aux[1]
-        record = flexmatch.record_predictions(
-            record,
-            unlabelled["index"],
-            pseudo.label,
-            pseudo.confidence,
-            threshold,
-            axis_name=axis_name,
-        )
+    record = _recorded(state.pseudo_record, method, unlabelled, aux[1], threshold, axis_name)
     checked = (grads, params, batch_stats)
     metrics["finite"] = (jnp.isfinite(metrics["loss"]) & steps._all_finite(checked)).astype(
         jnp.float32

@@ -5,41 +5,19 @@ from __future__ import annotations
 import functools
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from flax import jax_utils
-from test_steps import learnable_batch
+from test_steps import TinyNet, learnable_batch
 
 from senet_jax import steps
 from senet_jax.semi_supervised import step as ssl_step
 
 AXIS = "batch"
 NUM_UNLABELLED = 64
-
-
-class TinyNet(nn.Module):
-    """Conv, BatchNorm (cross-device with `axis_name`), dropout, dense: what the step needs
-    of a model, compiled in seconds (the step is the same for every registry model)."""
-
-    axis_name: str | None = None
-    dtype: jnp.dtype = jnp.float32
-    dropout: float = 0.0  # 0 where devices are compared: each device draws its own mask
-
-    @nn.compact
-    def __call__(self, x, train: bool = True):
-        x = nn.Conv(8, (3, 3), strides=2, dtype=self.dtype, param_dtype=self.dtype)(x)
-        x = nn.BatchNorm(
-            use_running_average=not train,
-            axis_name=self.axis_name,
-            dtype=self.dtype,
-            param_dtype=self.dtype,
-        )(x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(x))
-        return nn.Dense(10, dtype=self.dtype, param_dtype=self.dtype)(x.mean(axis=(1, 2)))
 
 
 def make_state(method, ema_decay, axis_name=None, dtype=jnp.float32, dropout=0.0):
@@ -131,3 +109,36 @@ def test_weight_zero_is_the_labelled_loss_alone():
     assert float(metrics["mask_rate"]) == 1.0
     assert float(metrics["loss"]) == pytest.approx(float(metrics["labelled_loss"]))
     assert float(metrics["unlabelled_loss"]) > 0
+
+
+@pytest.mark.parametrize("method", ["fixmatch", "flexmatch"])
+def test_microbatches_equal_devices_that_normalise_their_own_share(method):
+    """Two parts of one step (each with half the labelled, weak and strong images) give what
+    two devices give when each normalises its own half: the same loss, metrics, parameters,
+    EMA and FlexMatch record."""
+    options = dict(method=method, threshold=0.1, weight=1.0, ema_decay=0.9)
+    two = jax.devices()[:2]
+    with jax.enable_x64(True):
+        parts = make_state(method, 0.9, dtype=jnp.float64)
+        devices = jax_utils.replicate(make_state(method, 0.9, None, jnp.float64), devices=two)
+        step_parts = jax.jit(functools.partial(ssl_step.ssl_train_step, **options, microbatches=2))
+        step_devices = jax.pmap(
+            functools.partial(ssl_step.ssl_train_step, **options, axis_name=AXIS),
+            axis_name=AXIS,
+            devices=two,
+        )
+        halves = lambda tree: jax.tree.map(lambda x: x.reshape(2, -1, *x.shape[1:]), tree)
+        for i in range(2):
+            labelled, unlabelled = batches(i, dtype=np.float64)
+            parts, m_parts = step_parts(parts, labelled, unlabelled)
+            devices, m_devices = step_devices(devices, halves(labelled), halves(unlabelled))
+            for name in ("loss", "unlabelled_loss", "mask_rate", "pseudo_label_accuracy"):
+                np.testing.assert_allclose(
+                    m_devices[name][0], m_parts[name], rtol=1e-9, err_msg=name
+                )
+        assert float(m_parts["unlabelled_loss"]) > 0
+        merged = jax_utils.unreplicate(devices)
+        chex.assert_trees_all_close(merged.params, parts.params, rtol=1e-8, atol=1e-10)
+        chex.assert_trees_all_close(merged.ema_params, parts.ema_params, rtol=1e-8, atol=1e-10)
+        if method == "flexmatch":
+            np.testing.assert_array_equal(merged.pseudo_record, parts.pseudo_record)
