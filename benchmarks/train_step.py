@@ -230,13 +230,18 @@ def images_per_labelled(config) -> int:
     return 1 + 2 * config.ssl.unlabelled_ratio
 
 
+def _parts(config) -> int:
+    """Parts a step's batch is computed in (one device: the whole batch is its share)."""
+    return steps.microbatch_count(config.batch_size, config.microbatch_size)
+
+
 def _supervised_step(config, state, labelled):
     step = jax.jit(
         functools.partial(
             steps.train_step,
             label_smoothing=config.optim.label_smoothing,
             rematerialize=config.rematerialize,
-            microbatches=steps.microbatch_count(config.batch_size, config.microbatch_size),
+            microbatches=_parts(config),
         ),
         donate_argnums=0,
     )
@@ -265,7 +270,7 @@ def _ssl_step(config, state, labelled, rng):
         "label": jnp.full((n,), -1, jnp.int32),
     }
     options = ssl_settings.step_options(config)
-    options["microbatches"] = steps.microbatch_count(config.batch_size, config.microbatch_size)
+    options["microbatches"] = _parts(config)
 
     def train_step(s, batch):
         return ssl_step.ssl_train_step(s, batch["labelled"], batch["unlabelled"], **options)
@@ -347,7 +352,7 @@ def run(a):
         "host_memory_reused": host_memory_reused,
         "rematerialize": config.rematerialize,
         "microbatch_size": config.microbatch_size,
-        "microbatches": steps.microbatch_count(config.batch_size, config.microbatch_size),
+        "microbatches": _parts(config),
         "train_step_temp_bytes": temp_bytes,
         "ssl": a.ssl,
     }

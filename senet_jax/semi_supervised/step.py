@@ -1,8 +1,9 @@
 """One semi-supervised training step (FixMatch or FlexMatch), pure and distribution-agnostic.
 
 A step sees B labelled images and mu*B unlabelled ones in two views (weak: flip and crop;
-strong: RandAugment and cutout). The three go through the network in ONE forward pass, so
-BatchNorm normalises them together as FixMatch does (and, with `axis_name`, across devices
+strong: RandAugment and cutout). The three go through the network in ONE forward pass (one
+per part with `microbatches`, each part holding its share of all three), so BatchNorm
+normalises them together as FixMatch does (and, with `axis_name`, across devices
 through the model's `bn_axis_name`). The loss is CE(labelled) + weight * the masked
 pseudo-label loss. With `axis_name`, gradients and metrics are averaged over that axis like
 `steps.train_step`, and the FlexMatch record sees the whole global batch on every device.
