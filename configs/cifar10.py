@@ -23,7 +23,9 @@ The presets (default "full"):
 - "budget": 8 epochs (about 35 minutes of MobileNetV1 on an idle 2-core CPU at about
   175 img/s). A short schedule underfits before it overfits, so the preset turns cutout,
   label smoothing and dropout off and warms up for one epoch only:
-  regularisation that pays over 200 epochs costs accuracy over 8.
+  regularisation that pays over 200 epochs costs accuracy over 8. Measured (mobilenet_v1,
+  seed 0, README "CIFAR-10"): turning it back on costs 8.61 pp at 4 epochs (63.66% ->
+  55.05%) and 6.94 pp at 8 (77.47% -> 70.53%).
 - "fixmatch": FixMatch (Sohn et al. 2020) with 4,000 labels (400 a class, data.labels_seed)
   and the other 41,000 training images unlabelled ("rest"; 5,000 stay held out), with
   configs/stl10_fixmatch.py's settings: threshold 0.95, mu 7, lambda_u 1, EMA 0.999
