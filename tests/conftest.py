@@ -9,6 +9,13 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# The tests, their xdist workers and the train.py processes they start compile the same small
+# models over and over, and compiling dominates the suite on a 2-core CPU: JAX's persistent
+# cache lets each program compile once (JAX's own setting, inherited by the subprocesses).
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(os.path.dirname(os.path.dirname(__file__)), ".pytest_cache", "xla"),
+)
 
 
 import dataclasses  # noqa: E402

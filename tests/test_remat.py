@@ -52,9 +52,10 @@ def _forward_loss(state, batch):
 
 
 def _saved_bytes(fn, *args):
-    """Bytes the backward pass holds: the leaves of the function jax.vjp returns."""
-    _, backward = jax.vjp(fn, *args)
-    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(backward))
+    """Bytes the backward pass holds: the leaves of the function jax.vjp returns, traced
+    abstractly (jax.eval_shape) rather than run op by op."""
+    residuals = jax.eval_shape(lambda *a: jax.tree.leaves(jax.vjp(fn, *a)[1]), *args)
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in residuals)
 
 
 # MobileNet keeps BatchNorm + ReLU and SE outputs beside each convolution's; a ResNet block
