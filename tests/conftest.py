@@ -10,12 +10,11 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # The tests, their xdist workers and the train.py processes they start compile the same small
-# models over and over, and compiling dominates the suite on a 2-core CPU: JAX's persistent
-# cache lets each program compile once (JAX's own setting, inherited by the subprocesses).
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(os.path.dirname(os.path.dirname(__file__)), ".pytest_cache", "xla"),
-)
+# models over and over, and compiling dominates the suite on a 2-core CPU: one JAX persistent
+# cache (JAX's own setting; the compile_cache fixture hands it to the subprocesses) lets each
+# program compile once.
+XLA_CACHE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), ".pytest_cache", "xla")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", XLA_CACHE_DIR)
 
 
 import dataclasses  # noqa: E402
@@ -75,9 +74,10 @@ def stl10_sharded(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def compile_cache(tmp_path_factory):
-    """One persistent XLA cache for every train.py subprocess of the session."""
-    return str(tmp_path_factory.mktemp("xla_cache"))
+def compile_cache():
+    """The persistent XLA cache the tests compile into, for every train.py subprocess."""
+    os.makedirs(os.environ["JAX_COMPILATION_CACHE_DIR"], exist_ok=True)
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 
 @pytest.fixture(scope="session")
