@@ -116,6 +116,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.ssl.unlabelled_ratio = 7  # mu: unlabelled images per labelled one in a step
     c.ssl.weight = 1.0  # lambda_u: the unlabelled loss's weight
     c.ssl.ema_decay = 0.0  # weight average evaluated instead of the weights; 0 turns it off
+    # BatchNorm over the labelled images and both unlabelled views together ("joint", as
+    # FixMatch), or the labelled images alone ("split"; README "Semi-supervised CIFAR-10").
+    c.ssl.batch_norm = "joint"
 
     c.batch_size = 128  # global, over all devices and processes
     c.num_epochs = 600

@@ -61,8 +61,9 @@ def test_streamed_two_processes_resume_exactly_after_kill(stl10_sharded, compile
 
     workdir = str(tmp_path / "killed")
     codes, outs = _run_two(workdir, stl10_sharded, compile_cache, preempt_at="5:SIGKILL")
-    # Killed (-9); a process whose peer died first may be aborted by the coordinator (-6).
-    assert codes[0] == -9 and codes[1] in (-9, -6), outs[0][-3000:] + outs[1][-3000:]
+    # Both kill themselves (-9) after step 5, but whichever dies first can take the other down
+    # through the coordination service (-6, abort) before its own kill: either may be first.
+    assert -9 in codes and set(codes) <= {-9, -6}, outs[0][-3000:] + outs[1][-3000:]
     assert 3 in checkpoint_steps(workdir) and STEPS not in checkpoint_steps(workdir)
 
     # One process may not resume a 2-process stream: one line, exit 2, nothing deleted.

@@ -11,6 +11,9 @@ import numbers
 
 METHODS = ("none", "fixmatch", "flexmatch")
 STRONG_AUGMENTS = ("randaugment",)
+# How BatchNorm sees a step's images (semi_supervised/step.py): "joint" as FixMatch, or
+# "split", the labelled images normalised alone as in the supervised step.
+BATCH_NORMS = ("joint", "split")
 STL10_FOLDS = 10  # fold_indices.txt: ten folds of 1,000 labelled training images
 
 
@@ -29,6 +32,12 @@ _RULES = (
     ("ssl.unlabelled_ratio", lambda v: _whole(v) and v > 0, "a positive integer (mu)", "7"),
     ("ssl.weight", lambda v: _number(v) and v >= 0, "a number >= 0 (lambda_u)", "1.0"),
     ("ssl.ema_decay", lambda v: _number(v) and 0 <= v < 1, "in [0, 1); 0 turns it off", "0.999"),
+    (
+        "ssl.batch_norm",
+        lambda v: v is None or v in BATCH_NORMS,
+        f"one of {', '.join(BATCH_NORMS)}",
+        "split",
+    ),
     (
         "data.unlabelled_split",
         lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
@@ -111,4 +120,5 @@ def step_options(config) -> dict:
         "weight": float(config.ssl.weight),
         "ema_decay": float(config.ssl.ema_decay),
         "label_smoothing": float(config.optim.label_smoothing),
+        "batch_norm": config.ssl.get("batch_norm") or "joint",
     }

@@ -1,12 +1,16 @@
 """One semi-supervised training step (FixMatch or FlexMatch), pure and distribution-agnostic.
 
 A step sees B labelled images and mu*B unlabelled ones in two views (weak: flip and crop;
-strong: RandAugment and cutout). The three go through the network in ONE forward pass (one
-per part with `microbatches`, each part holding its share of all three), so BatchNorm
-normalises them together as FixMatch does (and, with `axis_name`, across devices
-through the model's `bn_axis_name`). The loss is CE(labelled) + weight * the masked
-pseudo-label loss. With `axis_name`, gradients and metrics are averaged over that axis like
-`steps.train_step`, and the FlexMatch record sees the whole global batch on every device.
+strong: RandAugment and cutout). With batch_norm="joint" the three go through the network in
+ONE forward pass (one per part with `microbatches`, each part holding its share of all
+three), so BatchNorm normalises them together as FixMatch does (and, with `axis_name`,
+across devices through the model's `bn_axis_name`). With batch_norm="split" the labelled
+images have a forward of their own, whose statistics normalise them and become the running
+ones exactly as in the supervised step, and the two unlabelled views share a second one
+whose statistics are used and then dropped (README, "Semi-supervised CIFAR-10", compares
+the two). The loss is CE(labelled) + weight * the masked pseudo-label loss. With
+`axis_name`, gradients and metrics are averaged over that axis like `steps.train_step`, and
+the FlexMatch record sees the whole global batch on every device.
 """
 
 from __future__ import annotations
@@ -42,20 +46,36 @@ def create_state(
     )
 
 
-def _gradients(state, batch_stats, part, key, *, method, threshold, weight, label_smoothing):
-    """(loss, aux, grads, new batch statistics) of one forward over concat(labelled, weak,
+def _forward(state, params, batch_stats, key, images, batch_norm, n_labelled):
+    """(logits of concat(labelled, weak, strong), the running BatchNorm statistics after it):
+    one forward ("joint"), or the labelled images' own then the unlabelled views' ("split",
+    whose statistics are not kept)."""
+    apply = functools.partial(
+        state.apply_fn, train=True, mutable=["batch_stats"], rngs={"dropout": key}
+    )
+    variables = {"params": params, "batch_stats": batch_stats}
+    if batch_norm == "joint":
+        logits, updates = apply(variables, images)
+        return logits, updates["batch_stats"]
+    labelled_logits, updates = apply(variables, images[:n_labelled])
+    unlabelled_logits, _ = apply(
+        variables, images[n_labelled:], rngs={"dropout": jax.random.fold_in(key, 1)}
+    )
+    return jnp.concatenate([labelled_logits, unlabelled_logits]), updates["batch_stats"]
+
+
+def _gradients(
+    state, batch_stats, part, key, *, method, threshold, weight, label_smoothing, batch_norm
+):
+    """(loss, aux, grads, new batch statistics) of the forward over concat(labelled, weak,
     strong); `part` = (labelled images, their labels, weak views, strong views)."""
     labelled_images, labels, weak_images, strong_images = part
     n_labelled, n_unlabelled = labelled_images.shape[0], weak_images.shape[0]
     images = jnp.concatenate([labelled_images, weak_images, strong_images])
 
     def loss_fn(params):
-        logits, updates = state.apply_fn(
-            {"params": params, "batch_stats": batch_stats},
-            images,
-            train=True,
-            mutable=["batch_stats"],
-            rngs={"dropout": key},
+        logits, new_stats = _forward(
+            state, params, batch_stats, key, images, batch_norm, n_labelled
         )
         logits = logits.astype(jnp.float32)
         num_classes = logits.shape[-1]
@@ -70,7 +90,7 @@ def _gradients(state, batch_stats, part, key, *, method, threshold, weight, labe
         pseudo = pseudo_label(weak, bar)
         unlabelled_loss = masked_unlabelled_loss(strong, pseudo)
         aux = (labelled_logits, pseudo, labelled_loss, unlabelled_loss, jnp.asarray(bar))
-        return labelled_loss + weight * unlabelled_loss, (aux, updates["batch_stats"])
+        return labelled_loss + weight * unlabelled_loss, (aux, new_stats)
 
     (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     return loss, aux, grads, new_stats
@@ -138,6 +158,7 @@ def ssl_train_step(
     label_smoothing: float = 0.0,
     axis_name: str | None = None,
     microbatches: int = 1,
+    batch_norm: str = "joint",
 ) -> tuple[SemiSupervisedState, dict[str, jnp.ndarray]]:
     """`labelled`: image [B, H, W, C], label [B]. `unlabelled`: weak and strong [mu*B, H, W, C],
     index [mu*B] (global unlabelled-image indices; FlexMatch needs them) and optionally label
@@ -154,6 +175,7 @@ def ssl_train_step(
         threshold=threshold,
         weight=weight,
         label_smoothing=label_smoothing,
+        batch_norm=batch_norm,
     )
     part = (labelled["image"], labelled["label"], unlabelled["weak"], unlabelled["strong"])
     loss, aux, grads, batch_stats = steps.accumulate_gradients(

@@ -142,3 +142,50 @@ def test_microbatches_equal_devices_that_normalise_their_own_share(method):
         chex.assert_trees_all_close(merged.ema_params, parts.ema_params, rtol=1e-8, atol=1e-10)
         if method == "flexmatch":
             np.testing.assert_array_equal(merged.pseudo_record, parts.pseudo_record)
+
+
+def test_split_batch_norm_with_weight_zero_is_the_supervised_step():
+    """batch_norm="split": the labelled images are normalised alone, so with no unlabelled
+    loss the step is the supervised one on the labelled batch (parameters and running
+    statistics), whatever the unlabelled views hold; "joint" normalises them together and
+    differs. Float64 (the losses are float32, hence rtol 1e-6)."""
+    options = dict(threshold=0.0, weight=0.0, ema_decay=0.0)
+    fresh = lambda: make_state("fixmatch", 0.0, dtype=jnp.float64)
+    with jax.enable_x64(True):
+        labelled, unlabelled = batches(2, dtype=np.float64)
+        supervised, _ = jax.jit(steps.train_step)(fresh(), labelled)
+        states = {}
+        for batch_norm in ("split", "joint"):
+            step = functools.partial(ssl_step.ssl_train_step, **options, batch_norm=batch_norm)
+            states[batch_norm], metrics = jax.jit(step)(fresh(), labelled, unlabelled)
+            assert float(metrics["unlabelled_loss"]) > 0
+        expected = (supervised.params, supervised.batch_stats)
+        split, joint = states["split"], states["joint"]
+        chex.assert_trees_all_close(
+            (split.params, split.batch_stats), expected, rtol=1e-6, atol=1e-9
+        )
+        gaps = jax.tree.map(
+            lambda a, b: float(np.max(np.abs(a - b))), joint.params, supervised.params
+        )
+        assert max(jax.tree.leaves(gaps)) > 1e-3
+
+
+def test_split_batch_norm_uses_the_unlabelled_loss():
+    """With weight > 0 the split step's gradient includes the pseudo-label loss: it moves the
+    parameters away from the weight-zero step's."""
+    with jax.enable_x64(True):
+        labelled, unlabelled = batches(3, dtype=np.float64)
+        states = {}
+        for weight in (0.0, 1.0):
+            step = jax.jit(
+                functools.partial(
+                    ssl_step.ssl_train_step, threshold=0.0, weight=weight, batch_norm="split"
+                )
+            )
+            states[weight], metrics = step(
+                make_state("fixmatch", 0.0, dtype=jnp.float64), labelled, unlabelled
+            )
+        assert float(metrics["mask_rate"]) == 1.0
+        kernel = lambda s: jax.tree.leaves(s.params)[0]
+        assert not np.allclose(kernel(states[0.0]), kernel(states[1.0]))
+        chex.assert_trees_all_close(states[0.0].batch_stats, states[1.0].batch_stats)

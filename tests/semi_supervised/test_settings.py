@@ -22,6 +22,8 @@ def test_the_fixmatch_config_and_a_config_without_ssl_pass():
     assert settings.problem(stl10.get_config()) is None
     for method in settings.METHODS:
         assert settings.problem(config_with(ssl__method=method)) is None
+    for batch_norm in settings.BATCH_NORMS:
+        assert settings.problem(config_with(ssl__batch_norm=batch_norm)) is None
 
 
 @pytest.mark.parametrize(
@@ -38,6 +40,7 @@ def test_the_fixmatch_config_and_a_config_without_ssl_pass():
         ({"data__labels_per_class": 0}, "data.labels_per_class", "positive integer"),
         ({"data__labelled_fold": 10}, "data.labelled_fold", "fold 0-9"),
         ({"data__strong_augment": "ctaugment"}, "data.strong_augment", "randaugment"),
+        ({"ssl__batch_norm": "separate"}, "ssl.batch_norm", "--config.ssl.batch_norm=split"),
     ],
 )
 def test_a_bad_value_names_its_field_and_the_fix(fields, field, fix):
@@ -82,4 +85,10 @@ def test_step_options_come_from_the_config():
         "weight": 1.0,
         "ema_decay": 0.999,
         "label_smoothing": 0.0,
+        "batch_norm": "joint",
     }
+    assert settings.step_options(config_with(ssl__batch_norm="split"))["batch_norm"] == "split"
+    del_field = config_with()
+    del del_field.ssl["batch_norm"]  # a config file written before the field: FixMatch's
+    assert settings.problem(del_field) is None
+    assert settings.step_options(del_field)["batch_norm"] == "joint"
