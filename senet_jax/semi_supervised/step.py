@@ -46,8 +46,8 @@ def create_state(
     )
 
 
-def _forward(state, params, batch_stats, key, images, batch_norm, n_labelled):
-    """(logits of concat(labelled, weak, strong), the running BatchNorm statistics after it):
+def _forward(state, params, batch_stats, key, labelled_images, unlabelled_images, batch_norm):
+    """(logits of concat(labelled, unlabelled), the running BatchNorm statistics after it):
     one forward ("joint"), or the labelled images' own then the unlabelled views' ("split",
     whose statistics are not kept)."""
     apply = functools.partial(
@@ -55,11 +55,11 @@ def _forward(state, params, batch_stats, key, images, batch_norm, n_labelled):
     )
     variables = {"params": params, "batch_stats": batch_stats}
     if batch_norm == "joint":
-        logits, updates = apply(variables, images)
+        logits, updates = apply(variables, jnp.concatenate([labelled_images, unlabelled_images]))
         return logits, updates["batch_stats"]
-    labelled_logits, updates = apply(variables, images[:n_labelled])
+    labelled_logits, updates = apply(variables, labelled_images)
     unlabelled_logits, _ = apply(
-        variables, images[n_labelled:], rngs={"dropout": jax.random.fold_in(key, 1)}
+        variables, unlabelled_images, rngs={"dropout": jax.random.fold_in(key, 1)}
     )
     return jnp.concatenate([labelled_logits, unlabelled_logits]), updates["batch_stats"]
 
@@ -71,11 +71,11 @@ def _gradients(
     strong); `part` = (labelled images, their labels, weak views, strong views)."""
     labelled_images, labels, weak_images, strong_images = part
     n_labelled, n_unlabelled = labelled_images.shape[0], weak_images.shape[0]
-    images = jnp.concatenate([labelled_images, weak_images, strong_images])
+    unlabelled_images = jnp.concatenate([weak_images, strong_images])
 
     def loss_fn(params):
         logits, new_stats = _forward(
-            state, params, batch_stats, key, images, batch_norm, n_labelled
+            state, params, batch_stats, key, labelled_images, unlabelled_images, batch_norm
         )
         logits = logits.astype(jnp.float32)
         num_classes = logits.shape[-1]
