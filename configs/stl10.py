@@ -117,7 +117,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.ssl.weight = 1.0  # lambda_u: the unlabelled loss's weight
     c.ssl.ema_decay = 0.0  # weight average evaluated instead of the weights; 0 turns it off
     # BatchNorm over the labelled images and both unlabelled views together ("joint", as
-    # FixMatch), or the labelled images alone ("split"; README "Semi-supervised CIFAR-10").
+    # FixMatch), the labelled images alone ("split"), or the RandAugment views alone
+    # ("strong_apart"; README "Semi-supervised CIFAR-10" compares them).
     c.ssl.batch_norm = "joint"
 
     c.batch_size = 128  # global, over all devices and processes

@@ -11,9 +11,13 @@ import numbers
 
 METHODS = ("none", "fixmatch", "flexmatch")
 STRONG_AUGMENTS = ("randaugment",)
-# How BatchNorm sees a step's images (semi_supervised/step.py): "joint" as FixMatch, or
-# "split", the labelled images normalised alone as in the supervised step.
-BATCH_NORMS = ("joint", "split")
+# How BatchNorm sees a step's images (semi_supervised/step.py): which of (0 labelled, 1 weak,
+# 2 strong) share a forward and its batch statistics; the first group's become the running
+# ones. "joint" is FixMatch's one batch; "split" normalises the labelled images alone, as in
+# the supervised step; "strong_apart" keeps the images drawn and augmented alike (labelled and
+# weak views) together and gives the RandAugment views a batch of their own.
+BATCH_NORM_GROUPS = {"joint": ((0, 1, 2),), "split": ((0,), (1, 2)), "strong_apart": ((0, 1), (2,))}
+BATCH_NORMS = tuple(BATCH_NORM_GROUPS)
 STL10_FOLDS = 10  # fold_indices.txt: ten folds of 1,000 labelled training images
 
 

@@ -4,13 +4,16 @@ A step sees B labelled images and mu*B unlabelled ones in two views (weak: flip 
 strong: RandAugment and cutout). With batch_norm="joint" the three go through the network in
 ONE forward pass (one per part with `microbatches`, each part holding its share of all
 three), so BatchNorm normalises them together as FixMatch does (and, with `axis_name`,
-across devices through the model's `bn_axis_name`). With batch_norm="split" the labelled
-images have a forward of their own, whose statistics normalise them and become the running
-ones exactly as in the supervised step, and the two unlabelled views share a second one
-whose statistics are used and then dropped (README, "Semi-supervised CIFAR-10", compares
-the two). The loss is CE(labelled) + weight * the masked pseudo-label loss. With
-`axis_name`, gradients and metrics are averaged over that axis like `steps.train_step`, and
-the FlexMatch record sees the whole global batch on every device.
+across devices through the model's `bn_axis_name`). The other settings
+(settings.BATCH_NORM_GROUPS) run one forward per group of views, each normalised by its own
+batch statistics, and keep the first group's as the running ones: "split" gives the
+labelled images a forward of their own, as in the supervised step; "strong_apart" normalises
+the labelled images with the weak views (drawn and augmented alike) and the RandAugment
+views apart (README, "Semi-supervised CIFAR-10", compares the three).
+
+The loss is CE(labelled) + weight * the masked pseudo-label loss. With `axis_name`,
+gradients and metrics are averaged over that axis like `steps.train_step`, and the FlexMatch
+record sees the whole global batch on every device.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from senet_jax import steps
-from senet_jax.semi_supervised import ema, flexmatch
+from senet_jax.semi_supervised import ema, flexmatch, settings
 from senet_jax.semi_supervised.pseudo_labels import masked_unlabelled_loss, pseudo_label
 
 
@@ -46,22 +50,23 @@ def create_state(
     )
 
 
-def _forward(state, params, batch_stats, key, labelled_images, unlabelled_images, batch_norm):
-    """(logits of concat(labelled, unlabelled), the running BatchNorm statistics after it):
-    one forward ("joint"), or the labelled images' own then the unlabelled views' ("split",
-    whose statistics are not kept)."""
-    apply = functools.partial(
-        state.apply_fn, train=True, mutable=["batch_stats"], rngs={"dropout": key}
-    )
+def _forward(state, params, batch_stats, key, views, batch_norm):
+    """(logits of concat(labelled, weak, strong), the running BatchNorm statistics after it).
+    `views` = (labelled images, weak views, strong views); each group of
+    `settings.BATCH_NORM_GROUPS[batch_norm]` is one forward, normalised by its own batch
+    statistics, and only the first group's become the running ones."""
+    apply = functools.partial(state.apply_fn, train=True, mutable=["batch_stats"])
     variables = {"params": params, "batch_stats": batch_stats}
-    if batch_norm == "joint":
-        logits, updates = apply(variables, jnp.concatenate([labelled_images, unlabelled_images]))
-        return logits, updates["batch_stats"]
-    labelled_logits, updates = apply(variables, labelled_images)
-    unlabelled_logits, _ = apply(
-        variables, unlabelled_images, rngs={"dropout": jax.random.fold_in(key, 1)}
-    )
-    return jnp.concatenate([labelled_logits, unlabelled_logits]), updates["batch_stats"]
+    logits, kept = [None] * len(views), None
+    for i, group in enumerate(settings.BATCH_NORM_GROUPS[batch_norm]):
+        images = jnp.concatenate([views[v] for v in group])
+        rngs = {"dropout": key if i == 0 else jax.random.fold_in(key, i)}
+        out, updates = apply(variables, images, rngs=rngs)
+        kept = updates["batch_stats"] if kept is None else kept
+        ends = np.cumsum([views[v].shape[0] for v in group])[:-1]
+        for v, chunk in zip(group, jnp.split(out, ends)):
+            logits[v] = chunk
+    return jnp.concatenate(logits), kept
 
 
 def _gradients(
@@ -71,12 +76,10 @@ def _gradients(
     strong); `part` = (labelled images, their labels, weak views, strong views)."""
     labelled_images, labels, weak_images, strong_images = part
     n_labelled, n_unlabelled = labelled_images.shape[0], weak_images.shape[0]
-    unlabelled_images = jnp.concatenate([weak_images, strong_images])
+    views = (labelled_images, weak_images, strong_images)
 
     def loss_fn(params):
-        logits, new_stats = _forward(
-            state, params, batch_stats, key, labelled_images, unlabelled_images, batch_norm
-        )
+        logits, new_stats = _forward(state, params, batch_stats, key, views, batch_norm)
         logits = logits.astype(jnp.float32)
         num_classes = logits.shape[-1]
         labelled_logits = logits[:n_labelled]

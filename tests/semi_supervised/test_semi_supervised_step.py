@@ -170,16 +170,18 @@ def test_split_batch_norm_with_weight_zero_is_the_supervised_step():
         assert max(jax.tree.leaves(gaps)) > 1e-3
 
 
-def test_split_batch_norm_uses_the_unlabelled_loss():
-    """With weight > 0 the split step's gradient includes the pseudo-label loss: it moves the
-    parameters away from the weight-zero step's."""
+@pytest.mark.parametrize("batch_norm", ["split", "strong_apart"])
+def test_grouped_batch_norm_uses_the_unlabelled_loss(batch_norm):
+    """With weight > 0 the step's gradient, its forwards split by view, includes the
+    pseudo-label loss: it moves the parameters away from the weight-zero step's, not the
+    running statistics."""
     with jax.enable_x64(True):
         labelled, unlabelled = batches(3, dtype=np.float64)
         states = {}
         for weight in (0.0, 1.0):
             step = jax.jit(
                 functools.partial(
-                    ssl_step.ssl_train_step, threshold=0.0, weight=weight, batch_norm="split"
+                    ssl_step.ssl_train_step, threshold=0.0, weight=weight, batch_norm=batch_norm
                 )
             )
             states[weight], metrics = step(
@@ -189,3 +191,38 @@ def test_split_batch_norm_uses_the_unlabelled_loss():
         kernel = lambda s: jax.tree.leaves(s.params)[0]
         assert not np.allclose(kernel(states[0.0]), kernel(states[1.0]))
         chex.assert_trees_all_close(states[0.0].batch_stats, states[1.0].batch_stats)
+
+
+def test_strong_apart_batch_norm_keeps_the_strong_views_out_of_the_clean_statistics():
+    """batch_norm="strong_apart": the labelled images and weak views share one forward, whose
+    statistics become the running ones, and the strong views have their own. So with no
+    unlabelled loss the strong views change nothing, and the running statistics are a plain
+    forward's over concat(labelled, weak); under "joint" other strong views give another
+    state. Float64."""
+    options = dict(threshold=0.0, weight=0.0, ema_decay=0.0)
+    fresh = lambda: make_state("fixmatch", 0.0, dtype=jnp.float64)
+    with jax.enable_x64(True):
+        labelled, unlabelled = batches(4, dtype=np.float64)
+        other = dict(unlabelled, strong=unlabelled["strong"][::-1] * 2.0 + 1.0)
+        states = {}
+        for batch_norm in ("strong_apart", "joint"):
+            step = jax.jit(
+                functools.partial(ssl_step.ssl_train_step, **options, batch_norm=batch_norm)
+            )
+            states[batch_norm] = [step(fresh(), labelled, u)[0] for u in (unlabelled, other)]
+        first, second = states["strong_apart"]
+        chex.assert_trees_all_close(
+            (first.params, first.batch_stats), (second.params, second.batch_stats), rtol=1e-12
+        )
+        state = fresh()
+        clean = np.concatenate([labelled["image"], unlabelled["weak"]])
+        _, updates = state.apply_fn(
+            {"params": state.params, "batch_stats": state.batch_stats},
+            clean,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        chex.assert_trees_all_close(first.batch_stats, updates["batch_stats"], rtol=1e-12)
+        joint = [s.batch_stats for s in states["joint"]]
+        gaps = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), *joint)
+        assert max(jax.tree.leaves(gaps)) > 1e-3
