@@ -65,7 +65,7 @@ mask rate 25-28% at the end with 71-73% of those pseudo-labels right: no gain ei
 With --config.optim.learning_rate=0.1 as well (seed 0), the labels alone reach 55.00% and
 FixMatch 49.90%; a run without the unlabelled loss but with FixMatch's batch reaches 49.66%,
 so the loss is in the BatchNorm batch the labelled images share (README, "Semi-supervised
-CIFAR-10", also has --config.ssl.batch_norm=split: 52.62%).
+CIFAR-10", also has --config.ssl.batch_norm=split: 52.62%, and strong_apart: 52.12%).
 The cited figure, theirs and over 2**20 steps of a WRN-28-2:
 FixMatch (RandAugment) with 4,000 labels, 4.26 +- 0.05% test error (Sohn et al. 2020,
 "FixMatch", table 2); expect far less from 500 steps of MobileNetV1.
