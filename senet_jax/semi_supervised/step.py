@@ -51,7 +51,7 @@ def create_state(
 
 
 def _forward(state, params, batch_stats, key, views, batch_norm):
-    """(logits of concat(labelled, weak, strong), the running BatchNorm statistics after it).
+    """(logits of each view, the running BatchNorm statistics after them).
     `views` = (labelled images, weak views, strong views); each group of
     `settings.BATCH_NORM_GROUPS[batch_norm]` is one forward, normalised by its own batch
     statistics, and only the first group's become the running ones."""
@@ -66,25 +66,21 @@ def _forward(state, params, batch_stats, key, views, batch_norm):
         ends = np.cumsum([views[v].shape[0] for v in group])[:-1]
         for v, chunk in zip(group, jnp.split(out, ends)):
             logits[v] = chunk
-    return jnp.concatenate(logits), kept
+    return logits, kept
 
 
 def _gradients(
     state, batch_stats, part, key, *, method, threshold, weight, label_smoothing, batch_norm
 ):
-    """(loss, aux, grads, new batch statistics) of the forward over concat(labelled, weak,
-    strong); `part` = (labelled images, their labels, weak views, strong views)."""
+    """(loss, aux, grads, new batch statistics) of the forward over the labelled images and
+    both views; `part` = (labelled images, their labels, weak views, strong views)."""
     labelled_images, labels, weak_images, strong_images = part
-    n_labelled, n_unlabelled = labelled_images.shape[0], weak_images.shape[0]
     views = (labelled_images, weak_images, strong_images)
 
     def loss_fn(params):
         logits, new_stats = _forward(state, params, batch_stats, key, views, batch_norm)
-        logits = logits.astype(jnp.float32)
-        num_classes = logits.shape[-1]
-        labelled_logits = logits[:n_labelled]
-        weak = logits[n_labelled : n_labelled + n_unlabelled]
-        strong = logits[n_labelled + n_unlabelled :]
+        labelled_logits, weak, strong = (x.astype(jnp.float32) for x in logits)
+        num_classes = labelled_logits.shape[-1]
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
         labelled_loss = optax.softmax_cross_entropy(labelled_logits, targets).mean()
         bar = threshold
