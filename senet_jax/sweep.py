@@ -229,6 +229,30 @@ class Run:
     command: tuple[str, ...]
 
 
+def check_settings(
+    config: ml_collections.ConfigDict, settings: list[Setting], extra_args: Sequence[str]
+) -> None:
+    """Validates each setting's whole config as train.py does, so a bad value (say
+    ssl.method=bogus) stops the sweep before its first run rather than failing that setting's
+    runs after hours of the others."""
+    from senet_jax import config as config_lib  # imports JAX: only once the sweep is sure to run
+
+    fields = config_fields.field_types(config)
+    extra = []
+    for arg in extra_args:
+        field, eq, text = arg[len("--config.") :].partition("=")
+        if arg.startswith("--config.") and eq and field in fields:
+            extra.append((field, parse_value(field, text, fields[field])))
+    for setting in settings:
+        trial = copy.deepcopy(config)
+        for field, value in (*setting, *extra):
+            _set_path(trial, field, value)
+        try:
+            config_lib.validate(trial)
+        except config_lib.ConfigError as e:
+            raise SweepError(f"{setting_label(setting)}: {e}") from None
+
+
 def plan_runs(
     config_spec: str,
     settings: list[Setting],
@@ -637,6 +661,8 @@ def main(argv: Sequence[str] | None = None, run_fn: RunFn = run_subprocess) -> i
         if args.baseline:
             baseline = parse_baseline(args.baseline, axes, config)
         settings = expand_grid(axes)
+        if os.path.realpath(args.train_script) == os.path.realpath(DEFAULT_TRAIN_SCRIPT):
+            check_settings(config, settings, extra)  # another script has its own rules
         runs = plan_runs(args.config, settings, seeds, args.workdir, args.train_script, extra)
     except (SweepError, config_file.ConfigFileError) as e:
         print(f"error: {e}", file=sys.stderr)

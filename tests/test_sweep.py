@@ -478,6 +478,34 @@ def test_baseline_over_two_fields(config_path, tmp_path, capsys):
     assert code == 0 and len(out.splitlines()) == 12
 
 
+@pytest.mark.parametrize(
+    "sets, extra, message",
+    [
+        (["ssl.method=none,bogus"], [], "error: ssl.method=bogus: config.ssl.method: must be "
+         "one of none, fixmatch, flexmatch, got 'bogus'"),
+        (["ssl.method=none,fixmatch"], ["--config.ssl.batch_norm=nope"], "error: "
+         "ssl.method=none: config.ssl.batch_norm: must be one of joint, split, strong_apart"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_for_train_py_stops_the_sweep_before_its_first_run(
+    tmp_path, capsys, sets, extra, message
+):
+    """With the project's own train.py, every setting's whole config is validated first, so
+    one bad value does not wait until the runs before it have trained."""
+
+    def no_run(*_):
+        raise AssertionError("ran despite a bad value")
+
+    args = ["--config", os.path.join(sweep.REPO_ROOT, "configs", "cifar10.py:fixmatch")]
+    args += ["--workdir", str(tmp_path / "w"), "--seeds", "0"]
+    for s in sets:
+        args += ["--set", s]
+    code, out, err = run_main(capsys, *args, "--", *extra, run_fn=no_run)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith(message), err
+    assert out == "" and not (tmp_path / "w").exists()
+
+
 def test_module_entry_point_reports_bad_field(config_path, tmp_path):
     """`python -m senet_jax.sweep` itself: exit status 2 and the one line on stderr."""
     proc = subprocess.run(
