@@ -10,15 +10,118 @@ environment, when TensorFlow loads.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+
+# absl/glog line heads ("I0000 00:00:...") by severity, the scale of TF_CPP_MIN_LOG_LEVEL.
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+_NATIVE_LINE = re.compile(r"^([IWEF])\d{4} ")
+_ABSL_PRE_INIT = "All log messages before absl::InitializeLog() is called"
 
 
 def quiet_native_logs() -> None:
-    """TensorFlow's and XLA's C++ logs at errors only (a user's own setting is kept)."""
+    """TensorFlow's and XLA's C++ logs at errors only (a user's own setting is kept).
+
+    TensorFlow 2.21 writes its import-time notices (oneDNN on Intel CPUs) through absl before
+    it reads TF_CPP_MIN_LOG_LEVEL, so its first import is also filtered by that level here."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or any(isinstance(f, QuietFirstImport) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, QuietFirstImport("tensorflow", native_log_level()))
+
+
+def native_log_level() -> int:
+    """TF_CPP_MIN_LOG_LEVEL as a number (0, everything, when unset or unreadable)."""
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+def kept_native_lines(text: str, min_level: int) -> str:
+    """The lines of native stderr output at or above `min_level`; lines that are not absl or
+    glog records (Python warnings, tracebacks) are always kept."""
+    kept = []
+    for line in text.splitlines(keepends=True):
+        head = _NATIVE_LINE.match(line)
+        if head and _SEVERITY[head.group(1)] < min_level:
+            continue
+        if _ABSL_PRE_INIT in line and min_level > _SEVERITY["W"]:  # a warning itself
+            continue
+        kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def native_stderr_filtered(min_level: int) -> Iterator[None]:
+    """Captures file descriptor 2 (where C++ code writes) for the block, then writes back
+    what `kept_native_lines` keeps, so nothing but the filtered records is lost."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to capture: nothing to filter either
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            sys.stderr.write(kept_native_lines(capture.read().decode(errors="replace"), min_level))
+            sys.stderr.flush()
+
+
+class QuietFirstImport(importlib.abc.MetaPathFinder):
+    """An import hook that runs the first import of one top-level module under
+    `native_stderr_filtered`, wherever in the code (ours, tfds, clu, jax2tf) it happens, and
+    then removes itself. A probe (`importlib.util.find_spec`) without an import leaves it in
+    place; the module keeps its own spec and loader."""
+
+    def __init__(self, name: str, min_level: int):
+        self.name, self.min_level = name, min_level
+        self._finding = False
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name or self._finding:
+            return None
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding = False
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _FilteredLoader(spec.loader, self)
+        return spec
+
+    def remove(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+
+class _FilteredLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader, hook: QuietFirstImport):
+        self.loader, self.hook = loader, hook
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self.hook.remove()
+        module.__spec__.loader = module.__loader__ = self.loader
+        with native_stderr_filtered(self.hook.min_level):
+            self.loader.exec_module(module)
 
 
 quiet_native_logs()  # at import: entry points import this module first

@@ -3,6 +3,7 @@ user's mistake as one `error:` line (exit 2) that nothing precedes."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -111,3 +112,66 @@ def test_any_other_error_is_a_traceback():
 
     with pytest.raises(KeyError):
         cli.main_with_errors(body)
+
+
+NATIVE_START_UP = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    "I0000 00:00:1.5    7 port.cc:153] oneDNN custom operations are on.\n"
+    "W0000 00:00:1.6    7 some.cc:1] a warning\n"
+    "E0000 00:00:1.7    7 other.cc:2] an error\n"
+    "a line that is no absl record\n"
+)
+
+
+@pytest.mark.parametrize(
+    "min_level, kept",
+    [
+        (0, NATIVE_START_UP.splitlines()),
+        (1, [line for line in NATIVE_START_UP.splitlines() if "oneDNN" not in line]),
+        (2, NATIVE_START_UP.splitlines()[3:]),
+        (3, NATIVE_START_UP.splitlines()[4:]),
+    ],
+)
+def test_native_lines_below_the_level_are_dropped_and_others_kept(min_level, kept):
+    assert cli.kept_native_lines(NATIVE_START_UP, min_level).splitlines() == kept
+
+
+def _noisy_module(tmp_path, monkeypatch, name: str, *, fails: bool = False) -> None:
+    """A module that writes absl-style records to file descriptor 2 when imported, as
+    TensorFlow's C++ start-up does (Python's sys.stderr is not involved)."""
+    body = f"import os\nos.write(2, {NATIVE_START_UP.encode()!r})\n"
+    if fails:
+        body += "raise ImportError('broken on import')\n"
+    (tmp_path / f"{name}.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_the_first_import_of_the_module_shows_only_lines_at_the_level(tmp_path, monkeypatch, capfd):
+    import importlib.machinery
+    import importlib.util
+
+    _noisy_module(tmp_path, monkeypatch, "noisy_native_module")
+    hook = cli.QuietFirstImport("noisy_native_module", min_level=2)
+    monkeypatch.setattr(sys, "meta_path", [hook, *sys.meta_path])
+    assert importlib.util.find_spec("noisy_native_module") is not None  # a probe, no import
+    assert hook in sys.meta_path
+    module = importlib.import_module("noisy_native_module")
+    try:
+        err = capfd.readouterr().err
+        assert err.splitlines() == NATIVE_START_UP.splitlines()[3:]
+        assert hook not in sys.meta_path  # once only
+        assert isinstance(module.__loader__, importlib.machinery.SourceFileLoader)
+        assert module.__spec__.loader is module.__loader__
+    finally:
+        del sys.modules["noisy_native_module"]
+
+
+def test_a_failing_import_gives_stderr_back_with_its_error(tmp_path, monkeypatch, capfd):
+    _noisy_module(tmp_path, monkeypatch, "broken_native_module", fails=True)
+    hook = cli.QuietFirstImport("broken_native_module", min_level=2)
+    monkeypatch.setattr(sys, "meta_path", [hook, *sys.meta_path])
+    with pytest.raises(ImportError, match="broken on import"):
+        importlib.import_module("broken_native_module")
+    os.write(2, b"written after the import\n")
+    err = capfd.readouterr().err
+    assert err.splitlines() == [*NATIVE_START_UP.splitlines()[3:], "written after the import"]
