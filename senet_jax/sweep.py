@@ -37,7 +37,7 @@ from typing import Any
 
 import ml_collections
 
-from senet_jax import config_fields, config_file
+from senet_jax import config_fields, config_file, machine
 from senet_jax.config_file import REPO_ROOT
 
 DEFAULT_TRAIN_SCRIPT = os.path.join(REPO_ROOT, "train.py")
@@ -349,15 +349,24 @@ def execute(runs: list[Run], run_fn: RunFn = run_subprocess) -> list[Failure]:
     return failures
 
 
+def _result(run: Run) -> dict | None:
+    """A finished run's results.json (None when it is missing or unreadable)."""
+    try:
+        with open(os.path.join(run.workdir, RESULTS), encoding="utf-8") as f:
+            result = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
+
+
 def collect(runs: list[Run]) -> dict[Setting, dict[int, float]]:
     """test_accuracy of every finished run, by setting and seed."""
     results: dict[Setting, dict[int, float]] = {}
     for run in runs:
         per_seed = results.setdefault(run.setting, {})
         try:
-            with open(os.path.join(run.workdir, RESULTS), encoding="utf-8") as f:
-                per_seed[run.seed] = float(json.load(f)[METRIC])
-        except (OSError, ValueError, KeyError, TypeError):
+            per_seed[run.seed] = float(_result(run)[METRIC])
+        except (ValueError, KeyError, TypeError):
             continue
     return results
 
@@ -376,10 +385,9 @@ def collect_costs(runs: list[Run]) -> dict[Setting, Cost]:
     found: dict[Setting, list[dict]] = {}
     for run in runs:
         try:
-            with open(os.path.join(run.workdir, RESULTS), encoding="utf-8") as f:
-                result = json.load(f)
+            result = _result(run)
             cost = {k: float(result[k]) for k in COST_FIELDS}
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             continue
         found.setdefault(run.setting, []).append(cost)
     return {
@@ -390,6 +398,48 @@ def collect_costs(runs: list[Run]) -> dict[Setting, Cost]:
         )
         for setting, costs in found.items()
     }
+
+
+def collect_machines(runs: list[Run]) -> dict[tuple[Setting, int], str]:
+    """The machine each finished run recorded, by (setting, seed); older runs have none."""
+    found = {}
+    for run in runs:
+        name = machine.label(_result(run) or {})
+        if name:
+            found[(run.setting, run.seed)] = name
+    return found
+
+
+def machine_notes(
+    machines: dict[tuple[Setting, int], str], baseline: Setting | None = None
+) -> list[str]:
+    """Lines for under the table when the runs span machines (the module doc of
+    senet_jax.machine says why), naming each pair whose two runs ran on different ones."""
+    counts: dict[str, int] = {}
+    for name in machines.values():
+        counts[name] = counts.get(name, 0) + 1
+    if len(counts) < 2:
+        return []
+    notes = [
+        f"The runs span {len(counts)} machines: "
+        + "; ".join(f"{name} ({n} runs)" for name, n in counts.items())
+        + "."
+    ]
+    split = [
+        f"{setting_label(setting)} seed {seed}"
+        for (setting, seed), name in machines.items()
+        if baseline is not None
+        and setting != baseline
+        and machines.get((baseline, seed), name) != name
+    ]
+    if split:
+        notes.append(
+            "Pairs split across machines, whose difference carries the machines' spread as "
+            "well as the setting's (rerun one side on the other's machine): "
+            + ", ".join(split)
+            + "."
+        )
+    return notes
 
 
 # ---------------------------------------------------------------- statistics
@@ -580,9 +630,13 @@ def plot(rows: list[Row], path: str) -> None:
     plt.close(fig)
 
 
-def write_summary(rows: list[Row], workdir: str) -> str:
+def write_summary(rows: list[Row], workdir: str, notes: Sequence[str] = ()) -> str:
+    """summary.md (the table, then `notes` as a list), summary.csv and summary.png; returns
+    summary.md's text."""
     os.makedirs(workdir, exist_ok=True)
     table = markdown_table(rows)
+    if notes:
+        table += "\n" + "".join(f"- {note}\n" for note in notes)
     with open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:
         f.write(table)
     with open(os.path.join(workdir, "summary.csv"), "w", encoding="utf-8") as f:
@@ -675,7 +729,8 @@ def main(argv: Sequence[str] | None = None, run_fn: RunFn = run_subprocess) -> i
     failures = [] if args.summarize else execute(runs, run_fn)
     rows = summarize(settings, collect(runs), seeds, baseline, collect_costs(runs))
     print()
-    print(write_summary(rows, args.workdir), end="")
+    notes = machine_notes(collect_machines(runs), baseline)
+    print(write_summary(rows, args.workdir, notes), end="")
     print(f"summary: {os.path.join(args.workdir, 'summary.md')}, summary.csv, summary.png")
     for f in failures:
         print(f"failed: {f.name}: exit status {f.returncode}, log {f.log}", file=sys.stderr)

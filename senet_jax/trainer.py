@@ -29,6 +29,7 @@ from senet_jax import (
     config_fields,
     data,
     host_memory,
+    machine,
     optim,
     reporting,
     steps,
@@ -623,6 +624,7 @@ def _finish(run: Run, writer, p_eval, state, chrono: Chrono) -> dict[str, Any]:
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "backend": jax.default_backend(),
+        **machine.describe(),
     }
     if run.is_main:
         reporting.write_results(

@@ -189,6 +189,29 @@ def test_costs_average_wall_time_and_img_s_and_keep_the_largest_peak_memory(tmp_
     assert float(first["peak_host_memory_bytes_max"]) == 3e9
 
 
+def test_pairs_split_across_machines_are_named_under_the_table(tmp_path):
+    base, se = (("model.name", "mobilenet_v1"),), (("model.name", "se_mobilenet_v1"),)
+    amd, intel = "AMD EPYC 7B13", "Intel(R) Xeon(R) Processor"
+    ran_on = {(base, 0): amd, (se, 0): amd, (base, 1): amd, (se, 1): intel, (se, 2): intel}
+    runs = []
+    for (setting, seed), cpu in ran_on.items():
+        workdir = tmp_path / f"{setting[0][1]}{seed}"
+        workdir.mkdir()
+        result = {"test_accuracy": 0.5, "cpu": cpu, "device_kind": "cpu"}
+        (workdir / "results.json").write_text(json.dumps(result))
+        runs.append(sweep.Run(setting, seed, workdir.name, str(workdir), ()))
+    machines = sweep.collect_machines(runs)
+    notes = sweep.machine_notes(machines, baseline=base)
+    assert notes[0] == f"The runs span 2 machines: {amd} (3 runs); {intel} (2 runs)."
+    assert notes[1].endswith(": model.name=se_mobilenet_v1 seed 1.")  # seed 2 has no pair
+    rows = sweep.summarize([base, se], sweep.collect(runs), [0, 1, 2], baseline=base)
+    summary = sweep.write_summary(rows, str(tmp_path / "w"), notes)
+    assert summary.endswith(f"- {notes[0]}\n- {notes[1]}\n")
+    assert (tmp_path / "w" / "summary.md").read_text() == summary
+    one_machine = {key: amd for key in machines}
+    assert sweep.machine_notes(one_machine, baseline=base) == []
+
+
 # ---------------------------------------------------------------- grid and names
 
 

@@ -16,6 +16,8 @@ from training_runs import (
     run_train,
 )
 
+from senet_jax import machine
+
 
 def test_end_to_end_leaves_results_checkpoints_and_summaries(reference_run):
     with open(os.path.join(reference_run, "results.json")) as f:
@@ -29,6 +31,7 @@ def test_end_to_end_leaves_results_checkpoints_and_summaries(reference_run):
     assert results["model"] == "se_mobilenet_v1" and results["params"] > 0
     assert results["devices"] == 8 and results["images_per_second"] > 0
     assert results["wall_seconds"] > 0
+    assert results["cpu"] == machine.processor_name() and results["device_kind"] == "cpu"
     assert results["peak_host_memory_bytes"] > 100 * 2**20  # a JAX process is never smaller
     assert 0.0 <= results["test_accuracy"] <= 1.0 and np.isfinite(results["test_loss"])
     confusion = np.array(results["confusion_matrix"])
