@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import collections
 import copy
 import csv
 import dataclasses
@@ -415,9 +416,7 @@ def machine_notes(
 ) -> list[str]:
     """Lines for under the table when the runs span machines (the module doc of
     senet_jax.machine says why), naming each pair whose two runs ran on different ones."""
-    counts: dict[str, int] = {}
-    for name in machines.values():
-        counts[name] = counts.get(name, 0) + 1
+    counts = collections.Counter(machines.values())
     if len(counts) < 2:
         return []
     notes = [
